@@ -1,0 +1,376 @@
+"""Warmup: how the warmup iterations split, and what is adapted in each part.
+
+Warmup runs in two phases, keyed on the iteration counter ``i``:
+
+1. ``0 <= i < num_anneal_steps``: annealing along the dilation path with
+   unadjusted Langevin steps.  The paper's step is ``h = eps * t**alpha``; here
+   ``eps`` is measured in units of ``1 / L``, with ``L`` a running estimate of
+   the potential's curvature taken from consecutive gradients (a secant along
+   each move, free of extra gradient evaluations).  The annealing is therefore
+   equally hot on a posterior of scale ``1e-3`` and one of scale ``1e3``.  A
+   divergent step is rejected: the chain keeps its rescaled position (in the
+   original coordinates it is dilated to the next level, an exact transport
+   between levels), so every chain reaches ``t = 1`` when the annealing ends.
+2. ``num_anneal_steps <= i < num_warmup``: MALA at ``t = 1``; the step size is
+   adapted by NumPyro's dual averaging towards ``target_accept_prob``.
+
+The mass matrix is adapted in Stan's doubling windows, once over the annealing
+and again over the rest of the warmup, from NumPyro's Welford estimates of the
+positions *and* of the gradients.  The gradient-informed estimate (the geometric
+mean of ``Cov(y)`` and ``Cov(grad U)^{-1}``, as in nutpie) is exact for a
+Gaussian posterior even from a window in which the chain has barely moved,
+which is what makes MALA usable on badly conditioned posteriors.
+
+After warmup the step size and mass matrix are frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+from numpyro.infer.hmc_util import build_adaptation_schedule, dual_averaging, welford_covariance
+
+#: Fewest annealing iterations accepted: fewer cannot follow any path.
+MIN_ANNEAL_STEPS = 10
+#: Fewest post-annealing warmup iterations accepted when adapting step size or mass.
+MIN_ADAPT_STEPS = 10
+
+
+class AdaptState(NamedTuple):
+    """Adaptation state of one chain.
+
+    Attributes
+    ----------
+    step_size : float
+        MALA step size ``h`` at ``t = 1`` (in the warmup, the current iterate of
+        dual averaging).
+    inverse_mass_matrix : array
+        Preconditioner ``P`` (diagonal as 1-D, dense as 2-D).
+    inverse_mass_matrix_sqrt : array
+        ``A`` with ``A A^T = P`` (elementwise square root, or lower Cholesky factor).
+    curvature : float
+        Running estimate ``L`` of the potential's curvature in the metric of ``P``,
+        which sets the annealing step ``eps * t**(alpha - 1) / L`` (rescaled coordinates).
+    ss_state : tuple
+        NumPyro dual-averaging state.
+    position_state, gradient_state : tuple
+        NumPyro Welford states of positions and of gradients in the current window.
+    """
+
+    step_size: jax.Array
+    inverse_mass_matrix: jax.Array
+    inverse_mass_matrix_sqrt: jax.Array
+    curvature: jax.Array
+    ss_state: tuple
+    position_state: tuple
+    gradient_state: tuple
+
+
+def warmup_phases(num_warmup: int, num_anneal_steps: int | None, adapting: bool) -> tuple[int, int]:
+    """Split ``num_warmup`` into annealing and adaptation iterations.
+
+    Parameters
+    ----------
+    num_warmup : int
+        Warmup iterations given to :class:`numpyro.infer.MCMC`.
+    num_anneal_steps : int or None
+        Annealing iterations asked for; ``None`` means half of the warmup.
+    adapting : bool
+        Whether step size or mass matrix are adapted after the annealing (then
+        at least :data:`MIN_ADAPT_STEPS` iterations must remain).
+
+    Returns
+    -------
+    (int, int)
+        Number of annealing and of adaptation iterations.
+
+    Raises
+    ------
+    ValueError
+        When ``num_warmup`` cannot hold the annealing (the message says how many
+        iterations are needed).
+    """
+    min_adapt = MIN_ADAPT_STEPS if adapting else 0
+    if num_anneal_steps is None:
+        needed = 2 * max(MIN_ANNEAL_STEPS, min_adapt)
+        if num_warmup < needed:
+            hint = (
+                " To continue a previous run from `mcmc.post_warmup_state`, any num_warmup"
+                f" >= {needed} will do: MCMC skips the warmup when a post-warmup state is set."
+                if num_warmup == 0
+                else ""
+            )
+            raise ValueError(
+                f"num_warmup={num_warmup} is too small: DilationLangevin anneals along the"
+                f" dilation path during the first half of warmup and needs num_warmup >= {needed}"
+                f" ({MIN_ANNEAL_STEPS} annealing + {min_adapt} adaptation iterations at least)."
+                + hint
+            )
+        return num_warmup // 2, num_warmup - num_warmup // 2
+    needed = num_anneal_steps + min_adapt
+    if num_warmup < needed:
+        raise ValueError(
+            f"num_warmup={num_warmup} is too small for num_anneal_steps={num_anneal_steps}:"
+            f" needs num_warmup >= {needed} ({num_anneal_steps} annealing"
+            f" + {min_adapt} adaptation iterations). Increase num_warmup or lower"
+            " num_anneal_steps."
+        )
+    return num_anneal_steps, num_warmup - num_anneal_steps
+
+
+def mass_matrix_sqrt(inverse_mass_matrix: ArrayLike):
+    """``A`` with ``A A^T = P``: elementwise sqrt (diagonal) or lower Cholesky factor (dense)."""
+    if jnp.ndim(inverse_mass_matrix) == 2:
+        return jnp.linalg.cholesky(inverse_mass_matrix)
+    return jnp.sqrt(inverse_mass_matrix)
+
+
+def metric_norm_sq(inverse_mass_matrix_sqrt: ArrayLike, v: ArrayLike):
+    """``v^T P^{-1} v``: squared length of ``v`` in the metric the sampler moves in."""
+    if jnp.ndim(inverse_mass_matrix_sqrt) == 2:
+        w = jax.scipy.linalg.solve_triangular(inverse_mass_matrix_sqrt, v, lower=True)
+    else:
+        w = v / inverse_mass_matrix_sqrt
+    return jnp.dot(w, w)
+
+
+def gradient_informed_covariance(position_cov: ArrayLike, gradient_cov: ArrayLike):
+    """Covariance estimate ``S`` solving ``S Cov(g) S = Cov(y)``.
+
+    For a Gaussian posterior ``N(m, S)`` the gradient is ``S^{-1} (y - m)``, so
+    ``Cov(g) = S^{-1} Cov(y) S^{-1}`` for *any* set of positions: the estimate is
+    exact however little the chain has moved.  ``S`` is the matrix geometric mean
+    of ``Cov(y)`` and ``Cov(g)^{-1}``; diagonally it is ``sqrt(var(y) / var(g))``.
+    """
+    if jnp.ndim(position_cov) == 1:
+        return jnp.sqrt(position_cov / gradient_cov)
+    # Relative jitter keeps both factors positive definite without touching the
+    # scale of any coordinate (an absolute one would swamp tiny posterior scales).
+    jitter = 10 * jnp.finfo(position_cov.dtype).eps
+    position_cov = position_cov + jitter * jnp.diag(jnp.diagonal(position_cov))
+    gradient_cov = gradient_cov + jitter * jnp.diag(jnp.diagonal(gradient_cov))
+    # S = G^{-1/2} (G^{1/2} C G^{1/2})^{1/2} G^{-1/2}, with G = Cov(g), C = Cov(y).
+    w, v = jnp.linalg.eigh(gradient_cov)
+    w = jnp.clip(w, jnp.max(w) * jitter)
+    g_half = (v * jnp.sqrt(w)) @ v.T
+    g_inv_half = (v / jnp.sqrt(w)) @ v.T
+    w2, v2 = jnp.linalg.eigh(g_half @ position_cov @ g_half)
+    middle = (v2 * jnp.sqrt(jnp.clip(w2, jnp.max(w2) * jitter))) @ v2.T
+    s = g_inv_half @ middle @ g_inv_half
+    return 0.5 * (s + s.T)
+
+
+def regularize_covariance(cov: ArrayLike, n: ArrayLike):
+    """Shrink the eigenvalues of ``cov`` towards their geometric mean, in log space.
+
+    The weight ``5 / (n + 5)`` is Stan's; shrinking in log space (rather than
+    adding a multiple of the identity, as Stan does) leaves a posterior whose
+    scales span many orders of magnitude well conditioned after preconditioning.
+    """
+    weight = 5.0 / (n + 5.0)
+    if jnp.ndim(cov) == 1:
+        log_var = jnp.log(cov)
+        return jnp.exp((1.0 - weight) * log_var + weight * jnp.mean(log_var))
+    w, v = jnp.linalg.eigh(cov)
+    # eigh cannot resolve eigenvalues below eps * max(w): keep them at that floor.
+    log_w = jnp.log(jnp.clip(w, jnp.max(w) * jnp.finfo(cov.dtype).eps))
+    log_w = (1.0 - weight) * log_w + weight * jnp.mean(log_w)
+    out = (v * jnp.exp(log_w)) @ v.T
+    return 0.5 * (out + out.T)
+
+
+def adaptation_windows(num_anneal_steps: int, num_warmup: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stan's window schedule laid out twice: over the annealing, then over the rest.
+
+    Returns the last iteration of each window and whether the window estimates the
+    mass matrix (Stan's first and last windows are buffers that do not).  Starting
+    afresh after the annealing keeps the transport from the centre out of the
+    estimate that the sampling phase will use.
+    """
+    ends, estimates = [], []
+    for offset, length in (
+        (0, num_anneal_steps),
+        (num_anneal_steps, num_warmup - num_anneal_steps),
+    ):
+        if length <= 0:
+            continue
+        windows = build_adaptation_schedule(length)
+        for k, window in enumerate(windows):
+            ends.append(offset + window.end)
+            estimates.append(0 < k < len(windows) - 1)
+    return np.asarray(ends), np.asarray(estimates)
+
+
+class WindowAdapter(NamedTuple):
+    """Step-size and mass-matrix adaptation, as pure functions (see :func:`window_adapter`).
+
+    Attributes
+    ----------
+    init : callable
+        ``(size, step_size, inverse_mass_matrix, dtype) -> AdaptState``.
+    update : callable
+        ``(i, accept_prob, y, grad, state, adapt_step) -> AdaptState``: the cheap
+        per-iteration part (dual averaging when ``adapt_step``, Welford sums).
+    end_window : callable
+        ``state -> AdaptState``: the new mass matrix from the window's sums.
+    is_window_end : callable
+        ``i -> bool``: whether iteration ``i`` closes an estimating window.  It
+        depends on ``i`` alone, so vectorised chains can branch on it once for
+        all chains instead of computing ``end_window`` at every iteration.
+    """
+
+    init: Callable
+    update: Callable
+    end_window: Callable
+    is_window_end: Callable
+
+
+def window_adapter(
+    num_anneal_steps: int,
+    num_warmup: int,
+    *,
+    adapt_step_size: bool = True,
+    adapt_mass_matrix: bool = True,
+    dense_mass: bool = False,
+    target_accept_prob: float = 0.574,
+    regularize_mass_matrix: bool = True,
+) -> WindowAdapter:
+    """Step-size and mass-matrix adaptation over the warmup (Stan's windows).
+
+    The mass matrix is estimated in Stan's doubling windows during the annealing
+    (in rescaled coordinates every gradient is a gradient of the target's own
+    potential, so the annealing can be preconditioned too) and again, from
+    scratch, in the MALA part of the warmup (see :func:`adaptation_windows`).
+    Dual averaging of the step size runs only when ``update`` is told to (the
+    MALA part).  Reuses NumPyro's dual averaging, Welford estimator and window
+    schedule.
+    """
+    ss_init, ss_update = dual_averaging()
+    mm_init, mm_update, mm_final = welford_covariance(diagonal=not dense_mass)
+    ends, estimates = adaptation_windows(num_anneal_steps, num_warmup)
+    window_ends, window_estimates = jnp.asarray(ends), jnp.asarray(estimates)
+
+    def window_of(i):
+        return jnp.minimum(jnp.searchsorted(window_ends, i), len(ends) - 1)
+
+    def init(size, step_size, inverse_mass_matrix=None, dtype=jnp.float32):
+        if inverse_mass_matrix is None:
+            inverse_mass_matrix = jnp.identity(size, dtype) if dense_mass else jnp.ones(size, dtype)
+        else:
+            inverse_mass_matrix = jnp.asarray(inverse_mass_matrix, dtype)
+            if dense_mass and inverse_mass_matrix.ndim == 1:
+                inverse_mass_matrix = jnp.diag(inverse_mass_matrix)
+        step_size = jnp.asarray(step_size, dtype)
+        return AdaptState(
+            step_size=step_size,
+            inverse_mass_matrix=inverse_mass_matrix,
+            inverse_mass_matrix_sqrt=mass_matrix_sqrt(inverse_mass_matrix),
+            curvature=1.0 / step_size,
+            ss_state=ss_init(jnp.log(10.0) + jnp.log(step_size)),
+            position_state=mm_init(size),
+            gradient_state=mm_init(size),
+        )
+
+    def end_window(state):
+        position_cov, *_ = mm_final(state.position_state)
+        gradient_cov, *_ = mm_final(state.gradient_state)
+        n = state.position_state[2]
+        cov = gradient_informed_covariance(position_cov, gradient_cov)
+        if dense_mass:
+            # Fewer draws than dimensions cannot identify a dense matrix: use its diagonal.
+            diagonal = gradient_informed_covariance(
+                jnp.diagonal(position_cov), jnp.diagonal(gradient_cov)
+            )
+            cov = jnp.where(n > cov.shape[0] + 2, cov, jnp.diag(diagonal))
+        if regularize_mass_matrix:
+            cov = regularize_covariance(cov, n)
+        sqrt = mass_matrix_sqrt(cov)
+        # A degenerate window (a stuck chain) keeps the previous matrix.
+        ok = jnp.all(jnp.isfinite(cov)) & jnp.all(jnp.isfinite(sqrt)) & (n > 2)
+        size = cov.shape[0]
+        return state._replace(
+            inverse_mass_matrix=jnp.where(ok, cov, state.inverse_mass_matrix),
+            inverse_mass_matrix_sqrt=jnp.where(ok, sqrt, state.inverse_mass_matrix_sqrt),
+            # In the new metric a well-estimated posterior has curvature about 1.
+            curvature=jnp.where(ok, jnp.ones_like(state.curvature), state.curvature),
+            position_state=mm_init(size),
+            gradient_state=mm_init(size),
+            ss_state=ss_init(jnp.log(10.0) + jnp.log(state.step_size)),
+        )
+
+    def update(i, accept_prob, y, grad, state, adapt_step=True):
+        if adapt_step_size:
+            ss_state = ss_update(target_accept_prob - accept_prob, state.ss_state)
+            log_step, log_step_avg, *_ = ss_state
+            step_size = jnp.exp(jnp.where(i == num_warmup - 1, log_step_avg, log_step))
+            finfo = jnp.finfo(jnp.result_type(step_size))
+            step_size = jnp.clip(step_size, finfo.tiny, finfo.max)
+            state = state._replace(
+                ss_state=jax.tree.map(
+                    lambda new, old: jnp.where(adapt_step, new, old), ss_state, state.ss_state
+                ),
+                step_size=jnp.where(adapt_step, step_size, state.step_size),
+            )
+        if adapt_mass_matrix:
+            take = window_estimates[window_of(i)] & jnp.all(jnp.isfinite(grad))
+            accumulated = (
+                mm_update(y, state.position_state),
+                mm_update(grad, state.gradient_state),
+            )
+            kept = (state.position_state, state.gradient_state)
+            position_state, gradient_state = jax.tree.map(
+                lambda new, old: jnp.where(take, new, old), accumulated, kept
+            )
+            state = state._replace(position_state=position_state, gradient_state=gradient_state)
+        return state
+
+    def is_window_end(i):
+        k = window_of(i)
+        return adapt_mass_matrix & (i == window_ends[k]) & window_estimates[k]
+
+    return WindowAdapter(init, update, end_window, is_window_end)
+
+
+def restart_dual_averaging(state: AdaptState, step_size) -> AdaptState:
+    """Set the step size and centre dual averaging on it (as NumPyro does per window)."""
+    ss_init, _ = dual_averaging()
+    return state._replace(step_size=step_size, ss_state=ss_init(jnp.log(10.0) + jnp.log(step_size)))
+
+
+def update_curvature(curvature, y, grad, y_new, grad_new, inverse_mass_matrix_sqrt, diverging):
+    """Track the curvature ``L`` of the potential from the secant along a move.
+
+    ``(g' - g) . (y' - y) / |y' - y|^2`` in the sampler's metric needs no extra
+    gradient: both gradients are of the same potential (the rescaled coordinates
+    see the target at every level), and a rejected proposal informs it as well as
+    an accepted one.  Increases are followed quickly (up to 10x a step), decreases
+    slowly, so that the annealing step errs towards stability.  A divergent
+    proposal quadruples ``L`` instead: its secant measures the curvature wherever
+    the step landed (often a flat, far-away region), not where the chain is.
+    """
+    delta = y_new - y
+    grad_delta = grad_new - grad
+    secant = jnp.dot(grad_delta, delta) / metric_norm_sq(inverse_mass_matrix_sqrt, delta)
+    log_ratio = jnp.log(jnp.maximum(secant, 1e-3 * curvature)) - jnp.log(curvature)
+    # Differences at the level of rounding error say nothing about curvature; fed
+    # back they would shrink the step, and with it the differences, without end.
+    noise = 64 * jnp.finfo(jnp.result_type(y)).eps
+    resolved = (
+        jnp.linalg.norm(grad_delta) > noise * (jnp.linalg.norm(grad) + jnp.linalg.norm(grad_new))
+    ) & (jnp.linalg.norm(delta) > noise * (jnp.linalg.norm(y) + jnp.linalg.norm(y_new)))
+    log_ratio = jnp.where(jnp.isfinite(log_ratio) & resolved, log_ratio, 0.0)
+    # Up by at most 10x a step: a proposal flung far out measures the curvature out
+    # there, not here, and one such secant must not freeze the chain.
+    step = jnp.where(log_ratio > 0, jnp.minimum(log_ratio, jnp.log(10.0)), 0.05 * log_ratio)
+    return jnp.where(diverging, 4.0 * curvature, curvature * jnp.exp(step))
+
+
+def running_mean(mean: ArrayLike, value: ArrayLike, i: ArrayLike, phase_start: ArrayLike):
+    """Running mean of ``value`` over the iterations since ``phase_start`` (restarts there)."""
+    n = i - phase_start + 1
+    return jnp.where(n <= 1, value, mean + (value - mean) / n)

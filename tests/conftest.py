@@ -1,0 +1,54 @@
+"""Shared test helpers: Monte Carlo tolerances and small models."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpyro.diagnostics import effective_sample_size
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the benchmarks package (not installed) holds the posteriors
+
+
+def ess(draws):
+    """Bulk ESS of ``draws`` shaped (chains, draws) or (chains, draws, k), per component."""
+    draws = np.asarray(draws, dtype=float)
+    if draws.ndim == 2:
+        return float(effective_sample_size(draws))
+    return np.array([effective_sample_size(draws[..., j]) for j in range(draws.shape[-1])])
+
+
+def assert_mean_close(draws, true_mean, true_sd, z=4.5):
+    """Mean within ``z`` Monte Carlo standard errors (ESS-based) of the exact value."""
+    draws = np.asarray(draws, dtype=float)
+    n_eff = ess(draws)
+    err = np.abs(draws.reshape(-1, *draws.shape[2:]).mean(0) - true_mean)
+    tol = z * np.asarray(true_sd) / np.sqrt(n_eff)
+    assert np.all(err <= tol), f"mean error {err} exceeds {tol} (ESS {n_eff})"
+
+
+def assert_sd_close(draws, true_sd, z=4.5, kurtosis=3.0):
+    """Standard deviation within ``z`` Monte Carlo errors: var(s^2)/s^4 ~ (kurtosis - 1)/ESS."""
+    draws = np.asarray(draws, dtype=float)
+    n_eff = ess(draws)
+    sd = draws.reshape(-1, *draws.shape[2:]).std(0, ddof=1)
+    rel_tol = z * 0.5 * np.sqrt((kurtosis - 1.0) / n_eff)
+    ratio = sd / np.asarray(true_sd)
+    assert np.all(np.abs(ratio - 1) <= rel_tol), f"sd ratio {ratio} off by more than {rel_tol}"
+
+
+def run_python(code, env_extra=None, timeout=600):
+    """Run ``code`` in a fresh interpreter (for XLA flags and x64, set before JAX starts)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env.update(env_extra or {})
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        pytest.fail(f"subprocess failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}")
+    return result.stdout

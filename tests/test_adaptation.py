@@ -1,0 +1,152 @@
+"""Warmup phases and the adaptation functions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from numpyro_dilation.adaptation import (
+    MIN_ADAPT_STEPS,
+    MIN_ANNEAL_STEPS,
+    adaptation_windows,
+    gradient_informed_covariance,
+    mass_matrix_sqrt,
+    regularize_covariance,
+    update_curvature,
+    warmup_phases,
+    window_adapter,
+)
+
+
+def test_default_split_is_half_the_warmup():
+    assert warmup_phases(1000, None, True) == (500, 500)
+    assert warmup_phases(21, None, True) == (10, 11)
+    assert warmup_phases(300, 120, True) == (120, 180)
+    assert warmup_phases(50, 50, False) == (50, 0)
+
+
+@pytest.mark.parametrize(
+    "num_warmup,num_anneal,adapting,needed",
+    [
+        (0, None, True, 2 * MIN_ANNEAL_STEPS),
+        (19, None, True, 2 * MIN_ANNEAL_STEPS),
+        (100, 95, True, 95 + MIN_ADAPT_STEPS),
+        (40, 50, False, 50),
+    ],
+)
+def test_too_short_warmup_says_how_many_iterations_are_needed(num_warmup, num_anneal, adapting, needed):
+    with pytest.raises(ValueError, match=f"num_warmup={num_warmup}.*num_warmup >= {needed}"):
+        warmup_phases(num_warmup, num_anneal, adapting)
+
+
+def test_zero_warmup_points_to_post_warmup_state():
+    with pytest.raises(ValueError, match="post_warmup_state"):
+        warmup_phases(0, None, True)
+
+
+def test_windows_restart_after_the_annealing():
+    ends, estimates = adaptation_windows(500, 1000)
+    assert ends[-1] == 999
+    assert 499 in ends  # the annealing's last window closes with it
+    # Stan's buffers: first and last window of each half do not estimate
+    first_after = list(ends).index(499) + 1
+    assert not estimates[0] and not estimates[first_after - 1]
+    assert not estimates[first_after] and not estimates[-1]
+    assert estimates[1:first_after - 1].all() and estimates[first_after + 1:-1].all()
+
+
+def random_gaussian(d, key, condition=1e4):
+    q, _ = jnp.linalg.qr(jax.random.normal(key, (d, d)))
+    eig = jnp.logspace(0, jnp.log10(condition), d)
+    return (q * eig) @ q.T
+
+
+@pytest.mark.parametrize("d", [2, 5])
+def test_gradient_informed_estimate_is_exact_for_gaussians_from_any_positions(d):
+    """Positions that barely explore (a drifting, tiny cloud) still give the exact covariance."""
+    jax.config.update("jax_enable_x64", True)
+    try:
+        cov = random_gaussian(d, jax.random.PRNGKey(d)).astype(jnp.float64)
+        mean = jnp.arange(d, dtype=jnp.float64)
+        positions = mean + 50.0 + 1e-3 * jax.random.normal(jax.random.PRNGKey(1), (40, d), jnp.float64)
+        grads = (positions - mean) @ jnp.linalg.inv(cov)
+        estimate = gradient_informed_covariance(jnp.cov(positions.T), jnp.cov(grads.T))
+        np.testing.assert_allclose(estimate, cov, rtol=1e-6)
+        diag_cov = jnp.diag(jnp.diag(cov))
+        grads = (positions - mean) @ jnp.linalg.inv(diag_cov)
+        diag = gradient_informed_covariance(jnp.var(positions, 0), jnp.var(grads, 0))
+        np.testing.assert_allclose(diag, jnp.diag(cov), rtol=1e-6)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_regularization_shrinks_log_eigenvalues_by_stans_weight(x64):
+    jax.config.update("jax_enable_x64", x64)
+    try:
+        # float32 eigh resolves about 6 decades; float64 many more
+        eig = np.array([1e-2, 1.0, 1e3]) if not x64 else np.array([1e-7, 1.0, 1e3])
+        q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
+        cov = jnp.asarray((q * eig) @ q.T)
+        n = 500
+        weight = 5.0 / (n + 5.0)
+        expected = (1 - weight) * np.log(eig) + weight * np.log(eig).mean()
+        got = np.log(np.linalg.eigvalsh(np.asarray(regularize_covariance(cov, n), dtype=np.float64)))
+        np.testing.assert_allclose(got, expected, atol=0.02)
+        diag = regularize_covariance(jnp.asarray(eig), n)
+        np.testing.assert_allclose(np.log(np.asarray(diag)), expected, atol=1e-3)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_adapter_learns_the_covariance_in_its_windows(dense):
+    d = 3
+    cov = random_gaussian(d, jax.random.PRNGKey(3), condition=1e3)
+    if not dense:
+        cov = jnp.diag(jnp.diag(cov))
+    adapter = window_adapter(100, 300, dense_mass=dense, regularize_mass_matrix=False)
+    state = adapter.init(d, 0.1, None, jnp.float32)
+    prec = jnp.linalg.inv(cov)
+    key = jax.random.PRNGKey(0)
+    ends = []
+    for i in range(300):
+        key, sub = jax.random.split(key)
+        y = jax.random.multivariate_normal(sub, jnp.zeros(d), cov)
+        state = adapter.update(i, 0.6, y, prec @ y, state, i >= 100)
+        if adapter.is_window_end(i):
+            ends.append(i)
+            state = adapter.end_window(state)
+    assert ends and max(ends) < 300 - 1
+    P = state.inverse_mass_matrix if dense else jnp.diag(state.inverse_mass_matrix)
+    np.testing.assert_allclose(np.diag(P), np.diag(cov), rtol=2e-3)
+    L = mass_matrix_sqrt(state.inverse_mass_matrix)
+    recon = L @ L.T if dense else L**2
+    np.testing.assert_allclose(recon, state.inverse_mass_matrix, rtol=1e-4, atol=1e-6)
+
+
+def test_dual_averaging_only_runs_when_told():
+    adapter = window_adapter(20, 40)
+    state = adapter.init(2, 0.5, None, jnp.float32)
+    frozen = adapter.update(3, 0.0, jnp.zeros(2), jnp.zeros(2), state, False)
+    assert float(frozen.step_size) == pytest.approx(0.5)
+    moved = state
+    for i in range(20):  # every proposal rejected: the step size must come down
+        moved = adapter.update(i, 0.0, jnp.zeros(2), jnp.zeros(2), moved, True)
+    assert float(moved.step_size) < 0.5
+
+
+def test_curvature_tracks_secants_and_divergences():
+    y, y_new = jnp.zeros(2), jnp.array([0.1, 0.0])
+    grad, grad_new = jnp.zeros(2), jnp.array([5.0, 0.0])  # curvature 50 along the move
+    up = update_curvature(jnp.array(10.0), y, grad, y_new, grad_new, jnp.ones(2), False)
+    assert float(up) == pytest.approx(50.0, rel=1e-5)
+    capped = update_curvature(jnp.array(1.0), y, grad, y_new, grad_new, jnp.ones(2), False)
+    assert float(capped) == pytest.approx(10.0, rel=1e-5)  # at most 10x a step
+    down = update_curvature(jnp.array(500.0), y, grad, y_new, grad_new, jnp.ones(2), False)
+    assert 50.0 < float(down) < 500.0  # decreases slowly
+    diverged = update_curvature(jnp.array(10.0), y, grad, y_new, grad_new, jnp.ones(2), True)
+    assert float(diverged) == pytest.approx(40.0)
+    # a move too small to resolve leaves the estimate alone
+    tiny = update_curvature(jnp.array(10.0), y, grad, y, grad, jnp.ones(2), False)
+    assert float(tiny) == pytest.approx(10.0)
