@@ -1,0 +1,108 @@
+"""Numerical safety: non-finite potentials, exploding steps, precision, unadjusted mode."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer import MCMC
+
+from numpyro_dilation import DilationLangevin
+
+from .conftest import assert_mean_close, assert_sd_close, run_python
+
+
+def mcmc_run(kernel, init, num_warmup=400, num_samples=1000, num_chains=4, extra=("diverging",)):
+    mcmc = MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.PRNGKey(0), init_params=init, extra_fields=extra)
+    return mcmc
+
+
+def test_nan_region_is_never_entered():
+    # log of a negative number: NaN for x[0] > 1; the posterior is a Gaussian cut there
+    def U(x):
+        return 0.5 * jnp.sum(x**2) - 0.0 * jnp.log(1.0 - x[0])
+
+    mcmc = mcmc_run(
+        DilationLangevin(potential_fn=U, step_size=5.0),
+        jnp.zeros((4, 2)),
+        num_warmup=300,
+        num_samples=500,
+        extra=("diverging", "potential_energy"),
+    )
+    x = np.asarray(mcmc.get_samples())
+    assert np.all(np.isfinite(x)) and np.all(x[:, 0] < 1.0)
+    assert np.all(np.isfinite(mcmc.get_extra_fields()["potential_energy"]))
+
+
+def test_too_large_eps_gives_divergences_not_nan_draws():
+    def U(x):
+        return 0.5 * jnp.sum(x**2 / jnp.array([1.0, 0.01]))
+
+    mcmc = MCMC(DilationLangevin(potential_fn=U, eps=50.0), num_warmup=400, num_samples=1000,
+                num_chains=4, chain_method="vectorized", progress_bar=False)
+    mcmc.warmup(jax.random.PRNGKey(0), init_params=jnp.zeros((4, 2)), collect_warmup=True,
+                extra_fields=("diverging", "t"))
+    warm = mcmc.get_extra_fields(group_by_chain=True)
+    assert np.all(np.isfinite(np.asarray(mcmc.get_samples())))
+    assert warm["diverging"][:, :200].sum() > 0  # the hot annealing diverged ...
+    np.testing.assert_array_equal(np.asarray(warm["t"])[:, -1], 1.0)  # ... and still reached t = 1
+    mcmc.run(jax.random.PRNGKey(1), init_params=jnp.zeros((4, 2)))
+    x = np.asarray(mcmc.get_samples(group_by_chain=True))
+    assert_mean_close(x, np.zeros(2), np.array([1.0, 0.1]))
+    assert_sd_close(x, np.array([1.0, 0.1]))
+
+
+def test_infinite_potential_outside_support():
+    def U(x):  # uniform on the unit square, in flat coordinates
+        inside = jnp.all((x > 0) & (x < 1))
+        return jnp.where(inside, 0.0, jnp.inf)
+
+    mcmc = mcmc_run(DilationLangevin(potential_fn=U, center=jnp.array([0.5, 0.5])), jnp.full((4, 2), 0.5))
+    x = np.asarray(mcmc.get_samples(group_by_chain=True))
+    assert np.all((x > 0) & (x < 1))
+    assert_mean_close(x, np.full(2, 0.5), np.full(2, np.sqrt(1 / 12)))
+
+
+def test_unadjusted_mode_has_the_known_step_size_bias():
+    """ULA on N(0, 1) with step h has stationary variance 1 / (1 - h/2)."""
+    h = 0.5
+    kernel = DilationLangevin(
+        potential_fn=lambda x: 0.5 * jnp.sum(x**2),
+        adjust=False,
+        step_size=h,
+        adapt_step_size=False,
+        adapt_mass_matrix=False,
+    )
+    mcmc = mcmc_run(kernel, jnp.zeros((4, 3)), num_samples=4000, extra=("accept_prob",))
+    np.testing.assert_array_equal(mcmc.get_extra_fields()["accept_prob"], 1.0)
+    x = np.asarray(mcmc.get_samples(group_by_chain=True))
+    assert_sd_close(x, np.full(3, np.sqrt(1 / (1 - h / 2))))
+
+
+def test_float64_end_to_end():
+    out = run_python(
+        """
+import jax, numpy as np, numpyro, numpyro.distributions as dist
+numpyro.enable_x64()
+from numpyro.infer import MCMC
+from numpyro_dilation import DilationLangevin
+def model():
+    numpyro.sample("x", dist.Normal(1.0, 1e-3))
+    numpyro.sample("s", dist.LogNormal(0.0, 1.0))
+mcmc = MCMC(DilationLangevin(model), num_warmup=500, num_samples=2000, num_chains=4,
+            chain_method="vectorized", progress_bar=False)
+mcmc.run(jax.random.PRNGKey(0), extra_fields=("potential_energy",))
+x = mcmc.get_samples()["x"]
+assert x.dtype == np.float64, x.dtype
+assert mcmc.get_extra_fields()["potential_energy"].dtype == np.float64
+assert abs(float(x.mean()) - 1.0) < 1e-4 and abs(float(x.std()) / 1e-3 - 1) < 0.1
+print("ok")
+"""
+    )
+    assert "ok" in out
