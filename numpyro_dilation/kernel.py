@@ -37,6 +37,7 @@ from numpyro_dilation.adaptation import (
     warmup_phases,
     window_adapter,
 )
+from numpyro_dilation.health import CHECK_EVERY, warn_if_unhealthy
 from numpyro_dilation.langevin import MAX_DELTA_ENERGY, langevin_move
 
 # Defaults, from the measurements in docs/how-it-works.md (4-mode mixtures in
@@ -57,6 +58,8 @@ DEFAULT_TARGET_ACCEPT_PROB = 0.574
 #: trajectories (on the posteriordb regressions a diagonal metric gave min ESS
 #: 5-49 per 4000 draws, a dense one 780-1500).
 AUTO_DENSE_MAX_DIM = 100
+#: Weight of the newest acceptance in ``recent_accept_prob`` (a ~100-iteration memory).
+RECENT_WEIGHT = 0.01
 
 
 class DilationState(NamedTuple):
@@ -92,6 +95,9 @@ class DilationState(NamedTuple):
     mean_accept_prob : float
         Mean of ``accept_prob`` since the start of the current phase (annealing,
         adaptation, sampling).
+    recent_accept_prob : float
+        Exponential moving average of ``accept_prob`` over about the last 100
+        iterations (the health checks use it to spot a chain that stops moving).
     diverging : bool
         Whether that transition's proposal was rejected as divergent (non-finite
         potential or gradient, or an energy error above 1000).
@@ -116,6 +122,7 @@ class DilationState(NamedTuple):
     step_size: jax.Array
     accept_prob: jax.Array
     mean_accept_prob: jax.Array
+    recent_accept_prob: jax.Array
     diverging: jax.Array
     num_grad_evals: jax.Array
     adapt_state: AdaptState
@@ -381,6 +388,7 @@ class DilationLangevin(MCMCKernel):
                 step_size=jnp.zeros((), flat.dtype),
                 accept_prob=jnp.zeros((), flat.dtype),
                 mean_accept_prob=jnp.zeros((), flat.dtype),
+                recent_accept_prob=jnp.ones((), flat.dtype),
                 diverging=jnp.array(False),
                 num_grad_evals=int_zero + 1,
                 adapt_state=adapt_state,
@@ -513,7 +521,24 @@ class DilationLangevin(MCMCKernel):
             identity,
             state.adapt_state,
         )
-        return state._replace(adapt_state=adapt_state)
+        state = state._replace(adapt_state=adapt_state)
+        sampling = i >= num_warmup
+        checkpoint = (i == num_warmup - 1) | (
+            sampling & ((i - num_warmup) % CHECK_EVERY == CHECK_EVERY - 1)
+        )
+        jax.lax.cond(
+            checkpoint,
+            lambda s: jax.debug.callback(
+                warn_if_unhealthy,
+                sampling,
+                i,
+                jnp.where(sampling, s.recent_accept_prob, s.mean_accept_prob),
+                s.adapt_state.step_size,
+            ),
+            lambda s: None,
+            state,
+        )
+        return state
 
     def _transition(self, state: DilationState, i, model_args, model_kwargs) -> DilationState:
         """One step of one chain; the window-end work is left to :meth:`_sample`."""
@@ -574,6 +599,8 @@ class DilationLangevin(MCMCKernel):
             step_size=step_y * state.t,
             accept_prob=move.accept_prob,
             mean_accept_prob=running_mean(state.mean_accept_prob, move.accept_prob, i, phase_start),
+            recent_accept_prob=state.recent_accept_prob
+            + RECENT_WEIGHT * (move.accept_prob - state.recent_accept_prob),
             diverging=move.diverging,
             num_grad_evals=state.num_grad_evals + 1,
             adapt_state=adapt,

@@ -1,11 +1,15 @@
 """Numerical safety: non-finite potentials, exploding steps, precision, unadjusted mode."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from numpyro.infer import MCMC
 
 from numpyro_dilation import DilationLangevin
+from numpyro_dilation.health import SamplerHealthWarning
 
 from .conftest import assert_mean_close, assert_sd_close, run_python
 
@@ -106,3 +110,25 @@ print("ok")
 """
     )
     assert "ok" in out
+
+
+@pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
+def test_collapsed_acceptance_warns(chain_method):
+    kernel = DilationLangevin(potential_fn=lambda x: 0.5 * jnp.sum(x**2), step_size=200.0, adapt_step_size=False)
+    mcmc = MCMC(kernel, num_warmup=100, num_samples=1000, num_chains=2, chain_method=chain_method, progress_bar=False)
+    with pytest.warns(SamplerHealthWarning, match="mean acceptance probability after warmup is below 0.05"):
+        mcmc.run(jax.random.PRNGKey(0), init_params=jnp.zeros((2, 3)))
+
+
+def test_stuck_chain_during_sampling_warns_and_healthy_run_is_silent():
+    kernel = DilationLangevin(potential_fn=lambda x: 0.5 * jnp.sum(x**2))
+    mcmc = MCMC(kernel, num_warmup=100, num_samples=1000, num_chains=2, chain_method="vectorized", progress_bar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SamplerHealthWarning)
+        mcmc.run(jax.random.PRNGKey(0), init_params=jnp.zeros((2, 3)))
+    # the same chains continued with a broken (enormous) step size stop moving
+    state = mcmc.last_state
+    broken = state._replace(adapt_state=state.adapt_state._replace(step_size=jnp.full(2, 500.0)))
+    mcmc.post_warmup_state = broken
+    with pytest.warns(SamplerHealthWarning, match=r"before iteration 2100 is below 0.05 for chain\(s\) \[0, 1\]"):
+        mcmc.run(jax.random.PRNGKey(1), init_params=jnp.zeros((2, 3)))
