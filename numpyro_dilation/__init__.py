@@ -2,7 +2,24 @@
 
 from numpyro_dilation.health import SamplerHealthWarning
 from numpyro_dilation.kernel import DilationLangevin, DilationState
+from numpyro_dilation.inference_data import (
+    DILATION_EXTRA_FIELDS,
+    HMC_EXTRA_FIELDS,
+    WarmupDraws,
+    extra_fields_for,
+    to_inference_data,
+)
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["DilationLangevin", "DilationState", "SamplerHealthWarning", "__version__"]
+__all__ = [
+    "DilationLangevin",
+    "DilationState",
+    "SamplerHealthWarning",
+    "__version__",
+    "DILATION_EXTRA_FIELDS",
+    "HMC_EXTRA_FIELDS",
+    "WarmupDraws",
+    "extra_fields_for",
+    "to_inference_data",
+]
