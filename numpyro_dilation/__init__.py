@@ -2,6 +2,7 @@
 
 from numpyro_dilation.health import SamplerHealthWarning
 from numpyro_dilation.kernel import DilationLangevin, DilationState
+from numpyro_dilation.compare import Comparison, compare
 from numpyro_dilation.inference_data import (
     DILATION_EXTRA_FIELDS,
     HMC_EXTRA_FIELDS,
@@ -17,9 +18,11 @@ __all__ = [
     "DilationState",
     "SamplerHealthWarning",
     "__version__",
+    "Comparison",
     "DILATION_EXTRA_FIELDS",
     "HMC_EXTRA_FIELDS",
     "WarmupDraws",
+    "compare",
     "extra_fields_for",
     "to_inference_data",
 ]
