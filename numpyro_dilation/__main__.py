@@ -1,0 +1,7 @@
+"""``python -m numpyro_dilation``: the ``numpyro-dilation`` command."""
+
+import sys
+
+from numpyro_dilation.cli import main
+
+sys.exit(main())

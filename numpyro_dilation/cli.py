@@ -1,0 +1,259 @@
+"""The ``numpyro-dilation`` command: DilationLangevin beside NUTS, as a report.
+
+::
+
+    numpyro-dilation demo                 # 2-D mixture and eight schools
+    numpyro-dilation compare funnel       # one bundled example
+    numpyro-dilation list                 # the bundled examples
+
+Each run prints the tables and writes ``report.md``, PNG figures and one
+netCDF InferenceData per sampler into ``--out`` (default ``./dilation-report``).
+The report is written into a temporary folder beside ``--out`` and moved into
+place at the end, so a run that fails leaves no half-written report; an
+existing report at ``--out`` is replaced, any other non-empty folder is left
+alone (an error).  Bad options end with a one-line error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+DEFAULT_OUT = "dilation-report"
+
+EPILOG = """\
+examples:
+  numpyro-dilation demo
+  numpyro-dilation demo --num-samples 2000 --out my-report
+  numpyro-dilation compare eight_schools --num-chains 8
+  numpyro-dilation list
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (and exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--num-chains",
+        type=_positive_int,
+        metavar="N",
+        help="chains per sampler (default: each example's own, e.g. 64 for the mixture)",
+    )
+    parser.add_argument(
+        "--num-warmup",
+        type=_positive_int,
+        metavar="N",
+        help="warmup iterations per chain (default: each example's own, usually 1000)",
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        metavar="N",
+        help="sampling iterations per chain (default: each example's own)",
+    )
+    parser.add_argument(
+        "--seed", type=_seed, default=0, metavar="N", help="random seed (default 0)"
+    )
+    parser.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"report folder, replaced if it holds an earlier report (default ./{DEFAULT_OUT})",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars and no tables")
+    parser.add_argument(
+        "--no-plots", action="store_true", help="write no figures (no matplotlib needed)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser."""
+    from numpyro_dilation import __version__
+    from numpyro_dilation.models import EXAMPLES
+
+    parser = _Parser(
+        prog="numpyro-dilation",
+        description="Compare the DilationLangevin sampler with NUTS and write a report.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    demo = commands.add_parser(
+        "demo",
+        help="the 2-D mixture and eight schools, beside NUTS",
+        description="Run DilationLangevin and NUTS on a 2-D mixture with unequal weights"
+        " and on eight schools; print the tables and write the report.",
+    )
+    _add_run_options(demo)
+    compare = commands.add_parser(
+        "compare",
+        help="one bundled example, beside NUTS",
+        description="Run DilationLangevin and NUTS on a bundled example (see `list`).",
+    )
+    compare.add_argument(
+        "example", choices=list(EXAMPLES), metavar="EXAMPLE", help=f"one of: {', '.join(EXAMPLES)}"
+    )
+    _add_run_options(compare)
+    commands.add_parser(
+        "list", help="list the bundled examples", description="List the bundled examples."
+    )
+    return parser
+
+
+class _Progress:
+    """A tqdm bar over the stages of the whole run, on stderr."""
+
+    def __init__(self, total: int, enabled: bool):
+        self._bar = None
+        self._started = False
+        self._t0 = time.perf_counter()
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, file=sys.stderr, unit="stage", dynamic_ncols=True)
+
+    def __call__(self, message: str) -> None:
+        if self._bar is None:
+            return
+        if self._started:
+            self._bar.update(1)
+        self._started = True
+        self._bar.set_description(message[:60])
+
+    def write(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stdout)
+        else:
+            print(text)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._bar.total - self._bar.n)
+            self._bar.close()
+
+
+def _stages(example, runs, plots: bool) -> int:
+    per_run = 2 * 2 + (1 if example.annealing_chains else 0) + (1 if plots else 0) + 1
+    return per_run * len(runs)
+
+
+def _list_examples() -> int:
+    from numpyro_dilation.models import EXAMPLES, MissingDependencyError
+
+    width = max(map(len, EXAMPLES))
+    for name, example in EXAMPLES.items():
+        try:
+            example.check_available()
+            note = ""
+        except MissingDependencyError as err:
+            note = f"  (needs {err.package})"
+        print(f"{name:<{width}}  {example.title}{note}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return its exit status (2 for bad options, via SystemExit)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        return _list_examples()
+
+    from numpyro_dilation.models import DEMO_EXAMPLES, MissingDependencyError, get_example
+    from numpyro_dilation.report import check_output_folder
+
+    names = DEMO_EXAMPLES if args.command == "demo" else (args.example,)
+    examples = [get_example(name) for name in names]
+    try:
+        out = check_output_folder(args.out)
+    except ValueError as err:
+        parser.error(str(err))
+    if not args.no_plots:
+        try:
+            from numpyro_dilation.plots import require_matplotlib
+
+            require_matplotlib()
+        except ImportError as err:
+            parser.error(f"{err} Or pass --no-plots.")
+    try:
+        planned = [(example, example.runs()) for example in examples]
+    except MissingDependencyError as err:
+        parser.error(str(err))
+
+    from numpyro_dilation.report import comparison_markdown, write_report
+
+    total = sum(_stages(example, runs, not args.no_plots) for example, runs in planned)
+    progress = _Progress(total, enabled=not args.quiet)
+    start = time.perf_counter()
+    try:
+        comparisons, notes = [], {}
+        for example, runs in planned:
+            for run in runs:
+                (comparison,) = example.compare(
+                    num_chains=args.num_chains,
+                    num_warmup=args.num_warmup,
+                    num_samples=args.num_samples,
+                    seed=args.seed,
+                    progress=progress,
+                    runs=[run],
+                )
+                comparisons.append(comparison)
+                notes[run.label] = f"{example.title}. {example.description}"
+                if not args.quiet:
+                    progress.write(comparison_markdown(comparison, note=notes[run.label]))
+        title = "DilationLangevin beside NUTS"
+        report = write_report(
+            comparisons,
+            out,
+            title=title,
+            intro=f"`numpyro-dilation {' '.join(sys.argv[1:] if argv is None else argv)}`",
+            notes=notes,
+            plots=not args.no_plots,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"{parser.prog}: interrupted; no report written", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001  (a failure midway: nothing written at --out)
+        progress.close()
+        print(
+            f"{parser.prog}: failed: {type(err).__name__}: {err}; no report written",
+            file=sys.stderr,
+        )
+        return 1
+    progress.close()
+    elapsed = time.perf_counter() - start
+    print(f"report written to {report} ({elapsed:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
