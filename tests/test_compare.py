@@ -6,9 +6,17 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from numpyro.infer import NUTS
 
 from numpyro_dilation import Comparison, DilationLangevin, compare
-from numpyro_dilation.compare import PARAMETER_COLUMNS, SAMPLER_COLUMNS, measure_compile
+from numpyro_dilation.compare import (
+    PARAMETER_COLUMNS,
+    SAMPLER_COLUMNS,
+    _check_samplers,
+    _reference,
+    measure_compile,
+    model_sites,
+)
 from numpyro_dilation.inference_data import group_names
 
 from .conftest import ess
@@ -33,11 +41,13 @@ def result():
         "x": MEAN + SD * rng.normal(size=(4000, 2)),
         "total": (MEAN.sum(), np.sqrt((SD**2).sum())),
     }
+    samplers = {"dilation": DilationLangevin(gaussian), "nuts": NUTS(gaussian)}
     return compare(
         gaussian,
+        samplers=samplers,
         num_warmup=200,
         num_samples=300,
-        num_chains=2,
+        num_chains=16,
         seed=3,
         mode_fn=sign_of_x0,
         reference=reference,
@@ -47,7 +57,7 @@ def result():
 
 def test_tables_have_every_column(result):
     assert isinstance(result, Comparison)
-    assert list(result.samplers.index) == ["DilationLangevin", "NUTS"]
+    assert list(result.samplers.index) == ["dilation", "nuts"]
     for column in SAMPLER_COLUMNS + ("max_abs_z_mean", "min_sd_ratio", "max_sd_ratio", "flags"):
         assert column in result.samplers.columns, column
     for column in PARAMETER_COLUMNS + ("z_mean", "sd_ratio"):
@@ -55,9 +65,9 @@ def test_tables_have_every_column(result):
     assert result.parameters.index.names == ["parameter", "sampler"]
     # samplers side by side under each parameter, parameters in model order
     assert list(result.parameters.index) == [
-        (p, s) for p in ("x[0]", "x[1]", "total") for s in ("DilationLangevin", "NUTS")
+        (p, s) for p in ("x[0]", "x[1]", "total") for s in ("dilation", "nuts")
     ]
-    assert set(result.idata) == {"DilationLangevin", "NUTS"}
+    assert set(result.idata) == {"dilation", "nuts"}
     for idata in result.idata.values():
         assert {"posterior", "sample_stats", "warmup_posterior", "warmup_sample_stats"} <= set(
             group_names(idata)
@@ -66,13 +76,13 @@ def test_tables_have_every_column(result):
 
 def test_values_are_sensible(result):
     table = result.samplers
-    assert np.all(table["chains"] == 2) and np.all(table["draws"] == 300)
+    assert np.all(table["chains"] == 16) and np.all(table["draws"] == 300)
     assert np.all(table["compile_s"] > 0)
     assert np.all(table[["warmup_s", "sampling_s"]] >= 0)
     # DilationLangevin: one gradient per iteration plus one at initialisation, per chain
-    assert table.at["DilationLangevin", "grad_evals"] == 2 * (200 + 300 + 1)
+    assert table.at["dilation", "grad_evals"] == 16 * (200 + 300 + 1)
     # NUTS: at least one leapfrog step per iteration
-    assert table.at["NUTS", "grad_evals"] >= 2 * (200 + 300)
+    assert table.at["nuts", "grad_evals"] >= 16 * (200 + 300)
     assert np.all(table["min_ess_bulk"] > 20) and np.all(table["max_r_hat"] < 1.1)
     assert np.all((table["mean_accept"] > 0.2) & (table["mean_accept"] <= 1))
     np.testing.assert_allclose(
@@ -81,7 +91,7 @@ def test_values_are_sensible(result):
     np.testing.assert_allclose(
         table["ess_per_s"], table["min_ess_bulk"] / (table["warmup_s"] + table["sampling_s"])
     )
-    assert table.at["NUTS", "divergences"] == 0
+    assert table.at["nuts", "divergences"] == 0
     params = result.parameters
     # the table's means are the draws' means, within Monte Carlo error of the truth
     for sampler, run in result.runs.items():
@@ -119,15 +129,15 @@ def test_reference_columns(result):
 
 def test_modes_table(result):
     modes = result.modes
-    assert list(modes.index) == ["DilationLangevin", "NUTS", "reference"]
+    assert list(modes.index) == ["dilation", "nuts", "reference"]
     fractions = modes[["p[x0<=1]", "p[x0>1]"]]
     np.testing.assert_allclose(fractions.sum(axis=1), 1.0)
     # both samplers put about half their draws above the mean of x0
-    assert np.all(abs(fractions.loc[["DilationLangevin", "NUTS"], "p[x0>1]"] - 0.5) < 0.2)
-    assert np.all(modes.loc[["DilationLangevin", "NUTS"], "modes_per_chain_min"] == 2)
-    np.testing.assert_array_equal(result.modes_per_chain["NUTS"], [2, 2])
-    assert modes.loc["NUTS", "tv_to_reference"] == pytest.approx(
-        abs(fractions.loc["NUTS", "p[x0>1]"] - fractions.loc["reference", "p[x0>1]"])
+    assert np.all(abs(fractions.loc[["dilation", "nuts"], "p[x0>1]"] - 0.5) < 0.2)
+    assert np.all(modes.loc[["dilation", "nuts"], "modes_per_chain_min"] == 2)
+    np.testing.assert_array_equal(result.modes_per_chain["nuts"], np.full(16, 2))
+    assert modes.loc["nuts", "tv_to_reference"] == pytest.approx(
+        abs(fractions.loc["nuts", "p[x0>1]"] - fractions.loc["reference", "p[x0>1]"])
     )
 
 
@@ -141,10 +151,10 @@ def test_markdown_and_dataframe(result):
         "### Parameters",
     ):
         assert heading in text
-    assert "| x[0] | DilationLangevin |" in text
+    assert "| x[0] | dilation |" in text
     df = result.to_dataframe("samplers")
-    df.loc["NUTS", "chains"] = 99  # a copy
-    assert result.samplers.loc["NUTS", "chains"] == 2
+    df.loc["nuts", "chains"] = 99  # a copy
+    assert result.samplers.loc["nuts", "chains"] == 16
     with pytest.raises(ValueError, match="table"):
         result.to_dataframe("nope")
 
@@ -152,36 +162,34 @@ def test_markdown_and_dataframe(result):
 def test_plot_writes_every_figure(result, tmp_path):
     pytest.importorskip("matplotlib")
     written = result.plot(tmp_path / "figs")
-    # a 2-D target gets the density figure; no annealing record with 2 chains
-    assert set(written) == {"marginals", "pair", "rank", "density", "modes"}
+    # a 2-D target gets the density figure; 16 chains keep an annealing record
+    assert set(written) == {"marginals", "pair", "rank", "density", "modes", "annealing"}
     for path in written.values():
         assert path.exists() and path.stat().st_size > 5000
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_custom_samplers_annealing_record_and_reference_idata(result, tmp_path):
-    kernel = DilationLangevin(gaussian, num_anneal_steps=30)
-    out = compare(
-        gaussian,
-        samplers={"dl": kernel},
-        num_warmup=60,
-        num_samples=30,
-        num_chains=16,
-        annealing_chains=None,
-        seed=1,
-        reference=result.idata["NUTS"],
-        var_names=["x"],
-    )
-    assert list(out.samplers.index) == ["dl"]
-    assert list(out.parameters.index.get_level_values("parameter")) == ["x[0]", "x[1]"]
-    assert "z_mean" in out.parameters and "max_abs_z_mean" in out.samplers
-    annealing = out.annealing
+def test_annealing_record(result):
+    annealing = result.annealing
     assert annealing is not None and annealing.samples["x"].shape[1:] == (16, 2)
+    t = result.runs["dilation"].idata.warmup_sample_stats["dilation_level"].values[0]
+    np.testing.assert_array_equal(annealing.levels, t[annealing.iterations])
     assert annealing.levels[0] < 0.1 and annealing.levels[-1] == 1.0
-    assert np.all(np.diff(annealing.levels) >= 0)
+    assert np.all(np.diff(annealing.levels) >= 0) and len(annealing.levels) >= 4
     np.testing.assert_array_equal(annealing.center, [0.0, 0.0])
-    pytest.importorskip("matplotlib")
-    assert "annealing" in out.plot(tmp_path)
+    warm_x = result.runs["dilation"].idata.warmup_posterior["x"].values
+    np.testing.assert_allclose(annealing.samples["x"][0], warm_x[:, annealing.iterations[0]])
+
+
+def test_default_samplers_and_reference_from_inference_data(result):
+    samplers = _check_samplers(None, gaussian)
+    assert list(samplers) == ["DilationLangevin", "NUTS"]
+    assert isinstance(samplers["NUTS"], NUTS)
+    _, reported = model_sites(gaussian, (), {})
+    moments, draws = _reference(result.idata["nuts"], reported)
+    x = result.idata["nuts"].posterior["x"].values.reshape(-1, 2)
+    np.testing.assert_allclose(moments["x"][0], x.mean(0), rtol=1e-5)
+    assert draws["x"].shape == (16 * 300, 2) and draws["total"].shape == (16 * 300,)
 
 
 def test_measure_compile_separates_compilation():
@@ -206,7 +214,7 @@ def test_measure_compile_separates_compilation():
         ({"num_chains": -1}, ValueError, "num_chains"),
         ({"num_warmup": 1.5}, TypeError, "num_warmup"),
         ({"samplers": {}}, TypeError, "samplers"),
-        ({"samplers": {"a": "NUTS"}}, TypeError, r"samplers\['a'\]"),
+        ({"samplers": {"a": "nuts"}}, TypeError, r"samplers\['a'\]"),
         ({"chain_method": "threads"}, ValueError, "chain_method"),
         ({"seed": -3}, ValueError, "seed"),
         ({"mode_fn": 3}, TypeError, "mode_fn"),
