@@ -74,6 +74,9 @@ def check_center(center: Any) -> Any:
         leaves = [center]
     for leaf in leaves:
         try:
+            # None and booleans would convert to NaN and 0/1: refuse them by type.
+            if leaf is None or np.asarray(leaf).dtype == bool:
+                raise TypeError
             arr = np.asarray(leaf, dtype=float)
         except (TypeError, ValueError) as err:
             raise TypeError(
@@ -81,7 +84,7 @@ def check_center(center: Any) -> Any:
                 f" (array or dict of site values); got {type(leaf).__name__}."
             ) from err
         if not np.all(np.isfinite(arr)):
-            raise ValueError("`center` must have finite entries.")
+            raise ValueError("`center` must have finite entries (a point in unconstrained space).")
     return center
 
 
@@ -94,7 +97,9 @@ def check_dense_mass(value: Any) -> bool | None:
             "`dense_mass` must be True, False or None; NumPyro's block structures (lists of"
             " site-name tuples) are not supported by DilationLangevin."
         )
-    return check_bool("dense_mass", value)
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`dense_mass` must be True, False or None; got {value!r}.")
+    return bool(value)
 
 
 def check_inverse_mass_matrix(value: Any, dense_mass: bool | None) -> Any:
@@ -114,9 +119,11 @@ def check_inverse_mass_matrix(value: Any, dense_mass: bool | None) -> Any:
                 "A 2-D `inverse_mass_matrix` needs dense_mass=True; pass its diagonal for"
                 " a diagonal mass matrix."
             )
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("`inverse_mass_matrix` (dense) must have finite entries.")
         if arr.shape[0] != arr.shape[1] or not np.allclose(arr, arr.T):
             raise ValueError("`inverse_mass_matrix` (dense) must be a symmetric square matrix.")
-        if not np.all(np.isfinite(arr)) or np.any(np.linalg.eigvalsh(arr) <= 0):
+        if np.any(np.linalg.eigvalsh(arr) <= 0):
             raise ValueError("`inverse_mass_matrix` (dense) must be positive definite.")
     else:
         raise ValueError(f"`inverse_mass_matrix` must be 1-D or 2-D; got {arr.ndim}-D.")
