@@ -1,0 +1,263 @@
+"""posteriordb suite: accuracy and cost on the six reference posteriors.
+
+Samplers, side by side in one process on the models of
+:mod:`benchmarks.posteriors`:
+
+* ``DilationLangevin`` with its defaults;
+* NumPyro ``NUTS`` with its defaults (diagonal mass matrix, dual averaging);
+* BlackJAX MALA on the same NumPyro potential
+  (:func:`numpyro.infer.util.initialize_model`), started like NUTS
+  (``init_to_uniform``) and tuned by dual averaging towards acceptance 0.574
+  over the same warmup length.  ``blackjax.mala`` takes no mass matrix, so it
+  runs unpreconditioned; one gradient per step.
+
+Every sampler runs vectorised chains (``chain_method="vectorized"``
+semantics) at 4 and at 64 chains, 1000 warmup + 1000 draws.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from numpyro.infer import NUTS
+from numpyro.infer.util import initialize_model
+
+from benchmarks import common
+from benchmarks.posteriors import POSTERIORS, accuracy, stan_names
+from numpyro_dilation import DilationLangevin
+
+SAMPLERS = ("DilationLangevin", "NUTS", "BlackJAX MALA")
+Z_TARGET = 0.1
+SD_TARGET = (0.9, 1.1)
+
+
+def _mala(posterior, key, num_chains, num_warmup, num_samples, repeats):
+    args, kwargs = posterior.args()
+    info = initialize_model(
+        jax.random.split(key, num_chains), posterior.model, model_args=args, model_kwargs=kwargs
+    )
+    r = common.run_blackjax_mala(
+        info.potential_fn,
+        info.param_info.z,
+        jax.random.fold_in(key, 1),
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        repeats=repeats,
+    )
+    # constrained values and deterministic sites, for every chain and draw
+    samples = jax.vmap(jax.vmap(info.postprocess_fn))(r.positions)
+    return r, {k: np.asarray(v) for k, v in samples.items()}, r.accept_rate
+
+
+def _numpyro(kernel, posterior, key, num_chains, num_warmup, num_samples, repeats):
+    args, kwargs = posterior.args()
+    r = common.run_mcmc(
+        kernel,
+        key,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        model_args=args,
+        model_kwargs=kwargs,
+        extra_fields=("accept_prob",),
+        repeats=repeats,
+    )
+    return r, r.samples, float(np.mean(r.extra["accept_prob"]))
+
+
+def measure(posterior, sampler: str, num_chains: int, settings: dict, seed: int) -> dict:
+    """One run's figures (see ``benchmarks/README.md``)."""
+    key = jax.random.PRNGKey(seed)
+    n = (num_chains, settings["num_warmup"], settings["num_samples"], settings["repeats"])
+    if sampler == "BlackJAX MALA":
+        r, samples, accept = _mala(posterior, key, *n)
+    else:
+        kernel = (
+            DilationLangevin(posterior.model)
+            if sampler == "DilationLangevin"
+            else NUTS(posterior.model)
+        )
+        r, samples, accept = _numpyro(kernel, posterior, key, *n)
+    acc = accuracy({k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}, posterior)
+    draws = stan_names(samples, posterior.reference_moments())
+    ess = common.min_ess(draws)
+    zp = max(acc, key=lambda k: acc[k]["z_mean"])
+    sdp = max(acc, key=lambda k: abs(np.log(acc[k]["sd_ratio"])))
+    return {
+        "posterior": posterior.name,
+        "sampler": sampler,
+        "num_chains": num_chains,
+        "max_z": acc[zp]["z_mean"],
+        "max_z_param": zp,
+        "worst_sd_ratio": acc[sdp]["sd_ratio"],
+        "worst_sd_param": sdp,
+        **ess,
+        **common.efficiency(ess["ess_bulk"], r.total_s, r.grad_evals),
+        "ess_per_s_sampling": ess["ess_bulk"] / r.sample_s,
+        "warmup_s": r.warmup_s,
+        "sample_s": r.sample_s,
+        "total_s": r.total_s,
+        "compile_s": r.compile_s,
+        "grad_evals": r.grad_evals,
+        "grad_evals_warmup": r.grad_evals_warmup,
+        "mean_accept_prob": accept,
+        "accuracy": acc,
+    }
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Run every posterior x sampler x chain count; see the module docstring."""
+    settings = {
+        "posteriors": ["kidiq-kidscore_momiq"] if quick else list(POSTERIORS),
+        "samplers": list(SAMPLERS),
+        "num_chains": [4] if quick else [4, 64],
+        "num_warmup": 150 if quick else 1000,
+        "num_samples": 150 if quick else 1000,
+        "repeats": 1 if quick else 3,
+        "chain_method": "vectorized",
+        "seed": 0,
+        "time_definition": "warmup + sampling wall time, compilation excluded, median of repeats",
+        "ess_definition": "min over reference parameters of ArviZ bulk (tail) ESS",
+    }
+    runs = []
+    for name in settings["posteriors"]:
+        for num_chains in settings["num_chains"]:
+            for sampler in SAMPLERS:
+                row = measure(POSTERIORS[name], sampler, num_chains, settings, settings["seed"])
+                print(
+                    f"  {name} {sampler} x{num_chains}: z {row['max_z']:.3f}"
+                    f" sd {row['worst_sd_ratio']:.3f} ess {row['ess_bulk']:.0f}"
+                    f" ess/s {row['ess_per_s']:.0f} ess/1k {row['ess_per_1k_grads']:.1f}",
+                    flush=True,
+                )
+                runs.append(row)
+    return {"suite": "posteriordb", "settings": settings, "runs": runs}
+
+
+def _short(name: str) -> str:
+    return name.split("-")[0]
+
+
+def _figure(runs: list[dict], num_chains: int, figure_dir: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r["posterior"] for r in runs))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    width = 0.8 / len(SAMPLERS)
+    for ax, metric, label in (
+        (axes[0], "ess_per_s", "min bulk ESS per second"),
+        (axes[1], "ess_per_1k_grads", "min bulk ESS per 1000 gradients"),
+    ):
+        for j, sampler in enumerate(SAMPLERS):
+            values = [
+                next(
+                    (r[metric] for r in runs if r["posterior"] == n and r["sampler"] == sampler),
+                    np.nan,
+                )
+                for n in names
+            ]
+            ax.bar(
+                np.arange(len(names)) + j * width, np.maximum(values, 1e-3), width, label=sampler
+            )
+        ax.set_yscale("log")
+        ax.set_xticks(np.arange(len(names)) + width * (len(SAMPLERS) - 1) / 2)
+        ax.set_xticklabels([_short(n) for n in names], rotation=30, ha="right")
+        ax.set_title(f"{label}, {num_chains} chains")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    file = f"posteriordb_{num_chains}chains.png"
+    fig.savefig(figure_dir / file, dpi=110)
+    plt.close(fig)
+    return file
+
+
+def report(result: dict[str, Any], figure_dir: Path) -> str:
+    """Markdown section: per chain count a table, a figure and the targets."""
+    s = result["settings"]
+    lines = [
+        "## posteriordb: accuracy and cost on six reference posteriors",
+        "",
+        (
+            f"Samplers: {', '.join(SAMPLERS)}; {s['num_warmup']} warmup + {s['num_samples']} draws"
+            f" per chain, {s['chain_method']} chains, timings the median of {s['repeats']} repeats."
+            " DilationLangevin and NUTS run with their defaults (DilationLangevin: dense mass matrix"
+            " up to 100 dimensions, so on all six; NUTS: diagonal). BlackJAX MALA runs on the same"
+            " NumPyro potential with its step size tuned by dual averaging towards acceptance 0.574"
+            " over the same warmup; `blackjax.mala` takes no mass matrix, so it is unpreconditioned."
+        ),
+        "",
+        (
+            "Columns: *z* = largest standardised mean error |mean - ref| / ref sd over parameters;"
+            " *sd* = sd ratio farthest from 1; *ESS* = minimum bulk / tail ESS over parameters;"
+            " *ESS/s* = min bulk ESS per second of warmup + sampling (compilation excluded, shown"
+            " apart); *ESS/1k grad* = min bulk ESS per 1000 gradient evaluations of warmup +"
+            " sampling, all chains."
+        ),
+        "",
+    ]
+    runs = result["runs"]
+    for num_chains in s["num_chains"]:
+        sub = [r for r in runs if r["num_chains"] == num_chains]
+        lines += [
+            f"### {num_chains} chains",
+            "",
+            (
+                "| posterior | sampler | z | sd | ESS bulk / tail | ESS/s | ESS/1k grad"
+                " | time s | compile s | accept |"
+            ),
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in sub:
+            lines.append(
+                f"| {_short(r['posterior'])} | {r['sampler']} | {r['max_z']:.3f}"
+                f" ({r['max_z_param']}) | {r['worst_sd_ratio']:.2f} ({r['worst_sd_param']})"
+                f" | {r['ess_bulk']:.0f} / {r['ess_tail']:.0f} | {r['ess_per_s']:.0f}"
+                f" | {r['ess_per_1k_grads']:.1f} | {r['total_s']:.2f} | {r['compile_s']:.1f}"
+                f" | {r['mean_accept_prob']:.2f} |"
+            )
+        file = _figure(sub, num_chains, figure_dir)
+        lines += ["", f"![posteriordb, {num_chains} chains](benchmarks/{file})", ""]
+    lines += ["### Targets", ""] + _targets(result)
+    return "\n".join(lines)
+
+
+def _targets(result: dict[str, Any]) -> list[str]:
+    """Target lines: accuracy of DilationLangevin, ESS/s against NUTS at the most chains."""
+    runs = result["runs"]
+    out = []
+    for num_chains in result["settings"]["num_chains"]:
+        dl = [
+            r for r in runs if r["sampler"] == "DilationLangevin" and r["num_chains"] == num_chains
+        ]
+        misses = [
+            f"{_short(r['posterior'])} (z {r['max_z']:.3f} on {r['max_z_param']}, sd ratio"
+            f" {r['worst_sd_ratio']:.2f} on {r['worst_sd_param']})"
+            for r in dl
+            if r["max_z"] > Z_TARGET or not SD_TARGET[0] <= r["worst_sd_ratio"] <= SD_TARGET[1]
+        ]
+        verdict = "**met**" if not misses else f"**missed** on {len(misses)}: " + "; ".join(misses)
+        out.append(
+            f"- Accuracy (z <= {Z_TARGET}, sd ratio in [{SD_TARGET[0]}, {SD_TARGET[1]}]) with"
+            f" defaults at {num_chains} chains: {verdict} ({len(dl) - len(misses)}/{len(dl)} pass)."
+        )
+    most = max(result["settings"]["num_chains"])
+    ratios = []
+    for name in result["settings"]["posteriors"]:
+        pick = {r["sampler"]: r for r in runs if r["posterior"] == name and r["num_chains"] == most}
+        if "DilationLangevin" in pick and "NUTS" in pick:
+            ratios.append((name, pick["DilationLangevin"]["ess_per_s"] / pick["NUTS"]["ess_per_s"]))
+    wins = sum(q >= 1 for _, q in ratios)
+    need = -(-len(ratios) // 2)
+    detail = ", ".join(f"{_short(n)} {q:.2f}x" for n, q in ratios)
+    verdict = "**met**" if wins >= need else f"**missed** by {need - wins} posterior(s)"
+    out.append(
+        f"- ESS/s at {most} vectorised chains at least NUTS's on at least half of the posteriors:"
+        f" {verdict} ({wins}/{len(ratios)}; DilationLangevin / NUTS: {detail})."
+    )
+    return out
