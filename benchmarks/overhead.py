@@ -1,0 +1,233 @@
+"""overhead suite: DilationLangevin's time per transition against a bare MALA loop.
+
+On a standard Gaussian potential in ``d`` dimensions, vectorised chains:
+
+* **floor**: a jitted ``jax.lax.scan`` of a plain MALA update (fixed step
+  size, identity metric, one potential-and-gradient evaluation per step,
+  collecting every draw) -- the least any MALA sampler can cost;
+* **kernel (scan)**: ``DilationLangevin(potential_fn=...)``'s ``sample`` in the
+  jitted scan that ``MCMC.run`` compiles (see
+  :func:`benchmarks.common.run_mcmc`), sampling phase, compilation excluded;
+* **MCMC.run**: the same through ``numpyro.infer.MCMC`` (``chain_method=
+  "vectorized"``).  ``MCMC.run`` recompiles on every call, so its time per
+  transition is the difference of two runs with different numbers of draws
+  divided by the difference, and its fixed cost (compilation, tracing,
+  initialisation) is what remains of the shorter run.
+
+DilationLangevin runs with ``dense_mass=False`` (a diagonal metric: the same
+arithmetic per step as the floor's identity) and with its default
+(``dense_mass=None``: dense up to 100 dimensions, so dense at d = 10).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer import MCMC
+
+from benchmarks import common
+from numpyro_dilation import DilationLangevin
+
+TARGET_RATIO = 1.3
+STEP_SIZE = 0.5  # floor's fixed MALA step (acceptance ~0.6-0.9 on N(0, I), d <= 1000)
+
+
+def potential(x: jax.Array) -> jax.Array:
+    """Standard Gaussian potential ``|x|^2 / 2``."""
+    return 0.5 * jnp.sum(x**2)
+
+
+def floor_program(num_steps: int, step_size: float = STEP_SIZE):
+    """Jitted scan of plain MALA over vectorised chains, collecting every draw."""
+    value_and_grad = jax.value_and_grad(potential)
+
+    def one_chain(key, y):
+        u, g = value_and_grad(y)
+
+        def step(carry, key):
+            y, u, g = carry
+            k_noise, k_accept = jax.random.split(key)
+            prop = y - step_size * g + jnp.sqrt(2 * step_size) * jax.random.normal(k_noise, y.shape)
+            u_new, g_new = value_and_grad(prop)
+            log_fwd = -jnp.sum((prop - y + step_size * g) ** 2) / (4 * step_size)
+            log_bwd = -jnp.sum((y - prop + step_size * g_new) ** 2) / (4 * step_size)
+            accept = jnp.log(jax.random.uniform(k_accept)) < u - u_new + log_bwd - log_fwd
+            carry = jax.tree.map(
+                lambda a, b: jnp.where(accept, a, b), (prop, u_new, g_new), (y, u, g)
+            )
+            return carry, carry[0]
+
+        return jax.lax.scan(step, (y, u, g), jax.random.split(key, num_steps))[1]
+
+    return jax.jit(jax.vmap(one_chain))
+
+
+def measure_floor(d: int, num_chains: int, num_steps: int, repeats: int) -> dict:
+    keys = jax.random.split(jax.random.PRNGKey(0), num_chains)
+    y0 = jnp.zeros((num_chains, d))
+    start = time.perf_counter()
+    program = floor_program(num_steps).lower(keys, y0).compile()
+    compile_s = time.perf_counter() - start
+    times = [common.timed(program, jax.random.split(keys[0], num_chains), y0)[1]]
+    times += [common.timed(program, keys, y0)[1] for _ in range(repeats - 1)]
+    return {"per_transition_s": common.median(times) / num_steps, "compile_s": compile_s}
+
+
+def measure_kernel(d: int, num_chains: int, num_steps: int, dense_mass, repeats: int) -> dict:
+    kernel = DilationLangevin(potential_fn=potential, dense_mass=dense_mass)
+    r = common.run_mcmc(
+        kernel,
+        jax.random.PRNGKey(1),
+        num_warmup=num_steps,
+        num_samples=num_steps,
+        num_chains=num_chains,
+        init_params=jnp.zeros((num_chains, d)),
+        repeats=repeats,
+    )
+    return {"per_transition_s": r.sample_s / num_steps, "compile_s": r.compile_s}
+
+
+def measure_mcmc(d: int, num_chains: int, num_steps: int, dense_mass) -> dict:
+    def total(num_samples):
+        mcmc = MCMC(
+            DilationLangevin(potential_fn=potential, dense_mass=dense_mass),
+            num_warmup=num_steps,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            chain_method="vectorized",
+            progress_bar=False,
+        )
+        start = time.perf_counter()
+        mcmc.run(jax.random.PRNGKey(2), init_params=jnp.zeros((num_chains, d)))
+        common.block(mcmc.get_samples())
+        return time.perf_counter() - start
+
+    short, long = num_steps // 4, num_steps
+    t_short, t_long = total(short), total(long)
+    per = max(t_long - t_short, 0.0) / (long - short)
+    return {"per_transition_s": per, "fixed_s": t_short - (num_steps + short) * per}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Every d x chain count: floor, kernel in scan (diagonal, default), MCMC.run."""
+    settings = {
+        "dims": [10] if quick else [10, 1000],
+        "num_chains": [16] if quick else [1, 16, 256],
+        "floor_step_size": STEP_SIZE,
+        "max_floats_collected": 5e6 if quick else 5e7,
+        "repeats": 1 if quick else 3,
+        "potential": "standard Gaussian, |x|^2 / 2",
+    }
+    runs = []
+    for d in settings["dims"]:
+        for num_chains in settings["num_chains"]:
+            # bounded memory for the collected draws: steps * chains * d floats
+            steps = int(np.clip(settings["max_floats_collected"] / (num_chains * d), 200, 2000))
+            if quick:
+                steps = 200
+            row = {"d": d, "num_chains": num_chains, "num_steps": steps}
+            row["floor"] = measure_floor(d, num_chains, steps, settings["repeats"])
+            # the default metric is dense only up to 100 dimensions
+            variants = (
+                {"diagonal": False} if d > 100 or quick else {"diagonal": False, "default": None}
+            )
+            for label, dense in variants.items():
+                row[f"kernel_{label}"] = measure_kernel(
+                    d, num_chains, steps, dense, settings["repeats"]
+                )
+            row["mcmc_diagonal"] = measure_mcmc(d, num_chains, steps, False)
+            floor = row["floor"]["per_transition_s"]
+            for key in [k for k in row if k.startswith(("kernel_", "mcmc_"))]:
+                row[key]["ratio_to_floor"] = row[key]["per_transition_s"] / floor
+            print(
+                f"  d={d} chains={num_chains}: floor {floor * 1e6:.1f} us,"
+                f" kernel x{row['kernel_diagonal']['ratio_to_floor']:.2f},"
+                f" MCMC x{row['mcmc_diagonal']['ratio_to_floor']:.2f}",
+                flush=True,
+            )
+            runs.append(row)
+    return {"suite": "overhead", "settings": settings, "runs": runs}
+
+
+def report(result: dict[str, Any], figure_dir: Path) -> str:
+    """Markdown section: per-transition times, ratios to the floor, target line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = result["runs"]
+    lines = [
+        "## overhead: time per transition against a bare MALA loop",
+        "",
+        (
+            "Standard Gaussian potential, vectorised chains. *floor*: a jitted `lax.scan` of plain"
+            " MALA (fixed step, identity metric, one gradient per step, every draw collected)."
+            " *kernel*: `DilationLangevin(potential_fn=...)`'s `sample` in the jitted scan that"
+            " `MCMC.run` compiles, sampling phase, with a diagonal metric (`dense_mass=False`) and"
+            " with the default (dense at d = 10). *MCMC.run*: the whole of `numpyro.infer.MCMC`"
+            " (diagonal), per transition from the difference of two run lengths (MCMC.run"
+            " recompiles on every call; its fixed cost is shown apart). Times in microseconds per"
+            " transition of all chains together; ratios to the floor in brackets."
+        ),
+        "",
+        (
+            "| d | chains | steps | floor us | kernel diagonal | kernel default (dense) | MCMC.run"
+            " diagonal | compile s floor / kernel | MCMC.run fixed s |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(entry):
+        if entry is None:
+            return "(= diagonal)"
+        return f"{entry['per_transition_s'] * 1e6:.1f} ({entry['ratio_to_floor']:.2f}x)"
+
+    for r in runs:
+        lines.append(
+            f"| {r['d']} | {r['num_chains']} | {r['num_steps']}"
+            f" | {r['floor']['per_transition_s'] * 1e6:.1f} | {cell(r['kernel_diagonal'])}"
+            f" | {cell(r.get('kernel_default'))} | {cell(r['mcmc_diagonal'])}"
+            f" | {r['floor']['compile_s']:.1f} / {r['kernel_diagonal']['compile_s']:.1f}"
+            f" | {r['mcmc_diagonal']['fixed_s']:.1f} |"
+        )
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for d in sorted({r["d"] for r in runs}):
+        sub = [r for r in runs if r["d"] == d]
+        chains = [r["num_chains"] for r in sub]
+        ax.plot(
+            chains,
+            [r["kernel_diagonal"]["ratio_to_floor"] for r in sub],
+            "o-",
+            label=f"kernel, d={d}",
+        )
+        ax.plot(
+            chains,
+            [r["mcmc_diagonal"]["ratio_to_floor"] for r in sub],
+            "s--",
+            label=f"MCMC.run, d={d}",
+        )
+    ax.axhline(TARGET_RATIO, color="k", lw=0.8, ls=":", label=f"target {TARGET_RATIO}x")
+    ax.set_xscale("log")
+    ax.set_xlabel("vectorised chains")
+    ax.set_ylabel("time per transition / floor")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(figure_dir / "overhead.png", dpi=110)
+    plt.close(fig)
+    lines += ["", "![overhead ratios](benchmarks/overhead.png)", "", "### Target", ""]
+    most = max(r["num_chains"] for r in runs)
+    for r in [r for r in runs if r["num_chains"] == most]:
+        for key, label in (("kernel_diagonal", "kernel"), ("mcmc_diagonal", "MCMC.run")):
+            q = r[key]["ratio_to_floor"]
+            verdict = "met" if q <= TARGET_RATIO else f"**missed** by {q - TARGET_RATIO:.2f}x"
+            lines.append(
+                f"- d = {r['d']}, {most} chains, {label}: {q:.2f}x the floor"
+                f" (target <= {TARGET_RATIO}x): {verdict}."
+            )
+    return "\n".join(lines)
