@@ -1,0 +1,60 @@
+"""The benchmark suites run end to end (quick versions) and the report builds.
+
+Benchmarks measure, tests assert: nothing here checks a figure's value, only
+that every suite runs, writes the documented JSON and reports every sampler,
+so that the suites cannot rot.  All four quick suites together take about two
+minutes on the 2-core CPU machine, in one subprocess (as a user runs them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITES = ("posteriordb", "multimodal", "overhead", "scaling")
+METADATA = (
+    "schema_version",
+    "suite",
+    "quick",
+    "date",
+    "versions",
+    "machine",
+    "command",
+    "wall_time_s",
+    "settings",
+    "runs",
+)
+
+
+def _python(*args: str, timeout: float) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, *args], cwd=ROOT, env=env, check=True, timeout=timeout)
+
+
+def test_quick_suites_and_report(tmp_path):
+    results, docs = tmp_path / "results", tmp_path / "docs"
+    _python("-m", "benchmarks.run", "all", "--quick", "--out", str(results), timeout=600)
+    _python("-m", "benchmarks.report", "--results", str(results), "--docs", str(docs), timeout=300)
+
+    page = (docs / "benchmarks.md").read_text()
+    for suite in SUITES:
+        result = json.loads((results / f"{suite}.json").read_text())
+        assert set(METADATA) <= set(result), suite
+        assert result["suite"] == suite and result["quick"] is True
+        assert {"numpyro", "jax", "blackjax", "python"} <= set(result["versions"])
+        assert result["runs"], suite
+        # every sampler a suite ran is named on the page
+        for run in result["runs"]:
+            if "sampler" in run:
+                assert run["sampler"] in page, (suite, run["sampler"])
+        assert "has not been run" not in page
+    for name in ("DilationLangevin", "NUTS", "BlackJAX MALA", "floor", "MCMC.run"):
+        assert name in page
+    # every figure the page links to exists
+    for line in page.splitlines():
+        if line.startswith("!["):
+            assert (docs / line.split("](")[1].rstrip(")")).exists(), line
