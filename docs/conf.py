@@ -27,7 +27,8 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
-exclude_patterns = ["_build"]
+# Generated tables under comparison/ and figures/ are pulled into pages with {include}.
+exclude_patterns = ["_build", "comparison/*.md", "figures/*.md"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
