@@ -1,8 +1,7 @@
 """numpyro-dilation: the dilation-path annealed Langevin sampler as a NumPyro MCMC kernel."""
 
-from numpyro_dilation.health import SamplerHealthWarning
-from numpyro_dilation.kernel import DilationLangevin, DilationState
 from numpyro_dilation.compare import Comparison, compare
+from numpyro_dilation.health import SamplerHealthWarning
 from numpyro_dilation.inference_data import (
     DILATION_EXTRA_FIELDS,
     HMC_EXTRA_FIELDS,
@@ -10,18 +9,19 @@ from numpyro_dilation.inference_data import (
     extra_fields_for,
     to_inference_data,
 )
+from numpyro_dilation.kernel import DilationLangevin, DilationState
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "DILATION_EXTRA_FIELDS",
+    "HMC_EXTRA_FIELDS",
+    "Comparison",
     "DilationLangevin",
     "DilationState",
     "SamplerHealthWarning",
-    "__version__",
-    "Comparison",
-    "DILATION_EXTRA_FIELDS",
-    "HMC_EXTRA_FIELDS",
     "WarmupDraws",
+    "__version__",
     "compare",
     "extra_fields_for",
     "to_inference_data",

@@ -16,7 +16,7 @@ def _is_real(value: Any) -> bool:
         return True
     try:
         arr = np.asarray(value)
-    except Exception:
+    except (TypeError, ValueError, OverflowError):  # ragged or unconvertible objects
         return False
     return arr.ndim == 0 and (
         np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)

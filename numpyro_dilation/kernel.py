@@ -19,6 +19,7 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import ParamInfo, initialize_model
 from numpyro.util import identity, is_prng_key
 
+from numpyro_dilation import ensemble as population
 from numpyro_dilation import path
 from numpyro_dilation._checks import (
     check_bool,
@@ -31,6 +32,7 @@ from numpyro_dilation._checks import (
 )
 from numpyro_dilation.adaptation import (
     AdaptState,
+    metric_norm_sq,
     restart_dual_averaging,
     running_mean,
     update_curvature,
@@ -110,6 +112,10 @@ class DilationState(NamedTuple):
     num_anneal_steps, num_warmup : int
         Phase boundaries of the run that made this state, so that a state
         carried over with ``mcmc.post_warmup_state`` keeps its own schedule.
+    ensemble : numpyro_dilation.ensemble.EnsembleState or None
+        Population-move settings and statistics (``ensemble=True`` only).  In
+        ensemble mode every field is batched over chains except ``rng_key``,
+        which is one key for the whole ensemble.
     """
 
     i: jax.Array
@@ -129,6 +135,7 @@ class DilationState(NamedTuple):
     rng_key: jax.Array
     num_anneal_steps: jax.Array
     num_warmup: jax.Array
+    ensemble: population.EnsembleState | None = None
 
 
 class DilationLangevin(MCMCKernel):
@@ -207,6 +214,19 @@ class DilationLangevin(MCMCKernel):
     regularize_mass_matrix : bool, default True
         Shrink each adapted mass matrix towards a multiple of the identity (in
         log-eigenvalue space, with Stan's weight ``5 / (n + 5)``).
+    ensemble : bool, default False
+        Ensemble mode: after each chain's own step, move the chains with
+        population proposals built from the other half of the chains
+        (differential evolution, translations between cluster centres and
+        independence draws from a Gaussian mixture fitted to the other half),
+        each accepted with its exact Metropolis-Hastings ratio, so that chains
+        jump between modes and mode weights come out right.  Needs
+        ``chain_method="vectorized"`` and at least 4 chains (64-1024 in
+        practice).  Extra fields ``ensemble.num_mode_jumps``,
+        ``ensemble.accept_prob``, ``ensemble.mean_accept_prob``,
+        ``ensemble.num_proposals``, ``ensemble.num_accepted`` and the tuned
+        ``ensemble.move_probs``, ``ensemble.population_prob``,
+        ``ensemble.num_clusters``.  See the "Ensemble mode" page of the docs.
 
     Examples
     --------
@@ -247,6 +267,7 @@ class DilationLangevin(MCMCKernel):
         init_strategy: Callable = init_to_uniform,
         forward_mode_differentiation: bool = False,
         regularize_mass_matrix: bool = True,
+        ensemble: bool = False,
     ) -> None:
         if (model is None) == (potential_fn is None):
             raise ValueError(
@@ -286,6 +307,7 @@ class DilationLangevin(MCMCKernel):
             "forward_mode_differentiation", forward_mode_differentiation
         )
         self._regularize_mass_matrix = check_bool("regularize_mass_matrix", regularize_mass_matrix)
+        self._ensemble = check_bool("ensemble", ensemble)
         self._reset()
 
     def _reset(self) -> None:
@@ -309,11 +331,21 @@ class DilationLangevin(MCMCKernel):
     def default_fields(self) -> tuple[str, ...]:
         return ("z", "diverging")
 
+    @property
+    def is_ensemble_kernel(self) -> bool:
+        return self._ensemble
+
     def get_diagnostics_str(self, state: DilationState) -> str:
-        if float(state.t) < 1.0:
-            return f"t={float(state.t):.2e}, step size {float(state.step_size):.2e}"
-        step_size = float(state.adapt_state.step_size)
-        return f"step size {step_size:.2e}. acc. prob={float(state.mean_accept_prob):.2f}"
+        # ensemble states are batched over chains: report chain averages
+        t = float(jnp.min(state.t))
+        if t < 1.0:
+            return f"t={t:.2e}, step size {float(jnp.mean(state.step_size)):.2e}"
+        step_size = float(jnp.mean(state.adapt_state.step_size))
+        text = f"step size {step_size:.2e}. acc. prob={float(jnp.mean(state.mean_accept_prob)):.2f}"
+        if state.ensemble is not None:
+            jumps = int(jnp.sum(state.ensemble.num_mode_jumps))
+            text += f". mode jumps={jumps}"
+        return text
 
     def postprocess_fn(self, model_args, model_kwargs):
         if self._postprocess_fn is None:
@@ -334,6 +366,14 @@ class DilationLangevin(MCMCKernel):
         num_anneal, _ = warmup_phases(num_warmup, self._num_anneal_steps, adapting)
 
         vectorized = not is_prng_key(rng_key)
+        if self._ensemble:
+            num_chains = 1 if not vectorized else rng_key.shape[0]
+            if not vectorized or num_chains < 4:
+                raise ValueError(
+                    "ensemble=True moves chains using the other chains: it needs"
+                    " MCMC(..., chain_method='vectorized') with num_chains >= 4 (64 to 1024"
+                    f" recommended); got {'a single chain or a non-vectorized chain_method' if not vectorized else f'num_chains={num_chains}'}."
+                )
         if vectorized:
             rng_key, key_init_model = jnp.swapaxes(vmap(random.split)(rng_key), 0, 1)
         else:
@@ -401,6 +441,13 @@ class DilationLangevin(MCMCKernel):
             vmap(init_one)(init_params, rng_key) if vectorized else init_one(init_params, rng_key)
         )
         self._sample_fn = partial(self._sample, vectorized=vectorized)
+        if self._ensemble:
+            n = state.y.shape[0]
+            state = state._replace(
+                rng_key=random.fold_in(rng_key[0], n),
+                ensemble=population.init_ensemble_state(n, state.y.dtype),
+            )
+            self._sample_fn = self._sample_ensemble
         self._check_finite_start(state)
         return state
 
@@ -540,6 +587,138 @@ class DilationLangevin(MCMCKernel):
         )
         return state
 
+    def _sample_ensemble(self, state, model_args, model_kwargs):
+        """Local step of every chain, then population moves between the two halves."""
+        n = state.y.shape[0]
+        i = state.i[0]
+        num_anneal, num_warmup = state.num_anneal_steps[0], state.num_warmup[0]
+        key, key_chains, key_population, key_gate = random.split(state.rng_key, 4)
+
+        before = state
+        state = self._sample(
+            state._replace(rng_key=random.split(key_chains, n)),
+            model_args,
+            model_kwargs,
+            vectorized=True,
+        )
+        local_jump = vmap(metric_norm_sq)(
+            state.adapt_state.inverse_mass_matrix_sqrt, state.y - before.y
+        )
+
+        shared = jax.tree.map(lambda x: x[0], state.ensemble)
+        start = jnp.floor(population.POPULATION_START * num_anneal).astype(i.dtype)
+        run = (i >= start) & (random.uniform(key_gate) < shared.population_prob)
+        potential_fn = self._current_potential_fn(model_args, model_kwargs)
+        state, stats = jax.lax.cond(
+            run,
+            lambda s: self._population_moves(key_population, s, potential_fn),
+            lambda s: (s, self._no_population_stats(s)),
+            state,
+        )
+        move, accept_prob, accepted, jump = stats
+        onehot = jax.nn.one_hot(move, len(population.MOVES), dtype=state.y.dtype) * run
+        counts = jnp.sum(onehot, axis=0)
+        d = state.y.shape[1]
+        mode_jump = accepted & (jump > 2 * d + 6 * jnp.sqrt(2.0 * d))
+        ens = state.ensemble._replace(
+            accept_prob=onehot * accept_prob[:, None],
+            num_proposals=state.ensemble.num_proposals
+            + onehot.astype(state.ensemble.num_proposals.dtype),
+            num_accepted=state.ensemble.num_accepted
+            + (onehot * accepted[:, None]).astype(state.ensemble.num_accepted.dtype),
+            num_mode_jumps=state.ensemble.num_mode_jumps
+            + mode_jump.astype(state.ensemble.num_mode_jumps.dtype),
+        )
+        # Tune during the MALA part of warmup only; the settings are frozen afterwards.
+        cluster_moves = onehot[:, 1] + onehot[:, 2]
+        tuned = population.tune_ensemble(
+            shared,
+            jnp.mean(local_jump),
+            run,
+            jnp.sum(onehot * jump[:, None], axis=0),
+            counts,
+            jnp.sum(cluster_moves * jump) / jnp.maximum(jnp.sum(cluster_moves), 1.0),
+            i == num_warmup - 1,
+            self._max_cluster_candidate(n),
+        )
+        tuning = (i >= num_anneal) & (i < num_warmup)
+        tuned = jax.tree.map(lambda new, old: jnp.where(tuning, new, old), tuned, shared)
+        ens = ens._replace(
+            **{
+                field: jnp.broadcast_to(getattr(tuned, field), getattr(ens, field).shape)
+                for field in (
+                    "move_probs",
+                    "population_prob",
+                    "num_clusters",
+                    "jump_local",
+                    "jump_moves",
+                    "jump_clusters",
+                )
+            }
+        )
+        grads = state.num_grad_evals + run.astype(state.num_grad_evals.dtype)
+        return state._replace(rng_key=key, ensemble=ens, num_grad_evals=grads)
+
+    @staticmethod
+    def _max_cluster_candidate(num_chains: int) -> int:
+        half = num_chains // 2
+        usable = [k for k, c in enumerate(population.CLUSTER_CANDIDATES) if c <= max(half // 4, 2)]
+        return max(usable)
+
+    @staticmethod
+    def _no_population_stats(state):
+        n = state.y.shape[0]
+        zeros = jnp.zeros(n, state.y.dtype)
+        return jnp.zeros(n, jnp.result_type(int)), zeros, jnp.zeros(n, bool), zeros
+
+    def _population_moves(self, rng_key, state, potential_fn):
+        """Update each half with proposals built from the other half (exact MH)."""
+        n, d = state.y.shape
+        half = n // 2
+        _, unravel = ravel_pytree(jax.tree.map(lambda x: x[0], state.z))
+        pag = self._potential_and_grad(potential_fn, unravel)
+        log_t = 0.5 * d * jnp.log(state.t)
+        target_pe = state.potential_energy - log_t  # the target's own potential at y
+        shared = jax.tree.map(lambda x: x[0], state.ensemble)
+        key_a, key_b = random.split(rng_key)
+        sqrt = state.adapt_state.inverse_mass_matrix_sqrt
+
+        def update(key, idx, others, y, pe, grad):
+            norm = lambda k, delta: metric_norm_sq(sqrt[idx][k], delta)
+            return population.population_update(
+                key,
+                y[idx],
+                pe[idx],
+                grad[idx],
+                others,
+                shared.move_probs,
+                shared.num_clusters,
+                pag,
+                norm,
+            )
+
+        first, second = jnp.arange(half), jnp.arange(half, n)
+        y, pe, grad = state.y, target_pe, state.y_grad
+        up_a = update(key_a, first, y[second], y, pe, grad)
+        y = y.at[first].set(up_a.y)
+        pe = pe.at[first].set(up_a.potential_energy)
+        grad = grad.at[first].set(up_a.grad)
+        up_b = update(key_b, second, y[first], y, pe, grad)
+        y = y.at[second].set(up_b.y)
+        pe = pe.at[second].set(up_b.potential_energy)
+        grad = grad.at[second].set(up_b.grad)
+
+        z = vmap(lambda yy, t, c: unravel(path.from_rescaled(yy, t, c)))(y, state.t, state.center)
+        state = state._replace(y=y, y_grad=grad, potential_energy=pe + log_t, z=z)
+        stats = tuple(
+            jnp.concatenate([a, b])
+            for a, b in zip(
+                (up_a.move, up_a.accept_prob, up_a.accepted, up_a.jump),
+                (up_b.move, up_b.accept_prob, up_b.accepted, up_b.jump),
+            )
+        )
+        return state, stats
+
     def _transition(self, state: DilationState, i, model_args, model_kwargs) -> DilationState:
         """One step of one chain; the window-end work is left to :meth:`_sample`."""
         potential_fn = self._current_potential_fn(model_args, model_kwargs)
@@ -607,6 +786,7 @@ class DilationLangevin(MCMCKernel):
             rng_key=rng_key,
             num_anneal_steps=num_anneal,
             num_warmup=num_warmup,
+            ensemble=state.ensemble,
         )
 
     def _warmup_update(self, annealing, i, state, move, adapt: AdaptState) -> AdaptState:

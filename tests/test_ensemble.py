@@ -1,0 +1,205 @@
+"""Ensemble mode: population moves between the two halves of vectorised chains.
+
+The statistical tests use targets whose answer is exact (mixture weights,
+Gaussian moments) and tolerances from the effective sample size of the
+quantity checked, so that an invariance bug in any move shows as a bias.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from jax.scipy.special import logsumexp
+from numpyro.infer import MCMC
+
+from numpyro_dilation import DilationLangevin
+from numpyro_dilation import ensemble as population
+from tests.conftest import assert_mean_close, assert_sd_close, ess
+
+ENSEMBLE_FIELDS = (
+    "num_grad_evals",
+    "ensemble.num_mode_jumps",
+    "ensemble.move_probs",
+    "ensemble.population_prob",
+    "ensemble.num_clusters",
+    "ensemble.num_proposals",
+    "ensemble.num_accepted",
+)
+
+
+def run_ensemble(
+    model=None, potential_fn=None, *, num_chains=32, num_warmup=400, num_samples=600, seed=0, **kw
+):
+    kernel = DilationLangevin(model, potential_fn=potential_fn, ensemble=True, **kw)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    return mcmc
+
+
+def check_weights(labels, weights, min_ess=400):
+    """Fraction of draws in each mode within 4.5 Monte Carlo errors of the exact weight.
+
+    ``labels`` has shape (chains, draws).  The error of a fraction is
+    sqrt(w (1 - w) / ESS) with the ESS of the indicator of that mode; chains that
+    never leave their mode make that ESS small, so it is also required to be
+    large: otherwise the tolerance itself would hide a sampler that does not mix.
+    """
+    for k, w in enumerate(weights):
+        indicator = (labels == k).astype(float)
+        n_eff = ess(indicator)
+        assert n_eff > min_ess, (
+            f"mode {k}: indicator ESS {n_eff:.0f}: chains do not move between modes"
+        )
+        frac = indicator.mean()
+        tol = 4.5 * np.sqrt(w * (1 - w) / n_eff)
+        assert abs(frac - w) <= tol, (
+            f"mode {k}: fraction {frac:.4f}, exact {w}, tolerance {tol:.4f}"
+        )
+
+
+# ------------------------------------------------------------------ exact mixture weights
+
+
+W1 = np.array([0.3, 0.7])
+
+
+def mixture_1d():
+    numpyro.sample(
+        "x",
+        dist.MixtureSameFamily(
+            dist.Categorical(jnp.array(W1)),
+            dist.Normal(jnp.array([-4.0, 5.0]), jnp.array([1.0, 1.5])),
+        ),
+    )
+
+
+def test_one_dimensional_mixture_weights_are_exact():
+    mcmc = run_ensemble(mixture_1d)
+    mcmc.run(jax.random.PRNGKey(0), extra_fields=ENSEMBLE_FIELDS)
+    x = np.asarray(mcmc.get_samples(group_by_chain=True)["x"])
+    assert np.all(np.isfinite(x))
+    check_weights((x > 0.5).astype(int), W1)
+    jumps = mcmc.get_extra_fields(group_by_chain=True)["ensemble.num_mode_jumps"]
+    assert np.all(jumps[:, -1] > jumps[:, 0])  # every chain changed modes during sampling
+
+
+W2 = np.array([0.1, 0.2, 0.3, 0.4])
+MEANS2 = np.array([[9.0, 0.0], [1.0, 8.0], [-7.0, 0.0], [1.0, -8.0]])
+
+
+def mixture_2d_potential(x):
+    return -logsumexp(jnp.log(W2) - 0.5 * jnp.sum((x - MEANS2) ** 2, -1))
+
+
+def test_two_dimensional_unequal_mixture_weights_are_exact():
+    mcmc = run_ensemble(potential_fn=mixture_2d_potential, num_chains=64)
+    mcmc.run(jax.random.PRNGKey(1), init_params=jnp.zeros((64, 2)), extra_fields=ENSEMBLE_FIELDS)
+    x = np.asarray(mcmc.get_samples(group_by_chain=True))
+    labels = np.argmin(((x[..., None, :] - MEANS2) ** 2).sum(-1), axis=-1)
+    check_weights(labels, W2)
+
+
+# ------------------------------------------------------------------ exact moments (invariance)
+
+
+def test_gaussian_moments_are_exact_with_population_moves_forced():
+    """Every move type runs on every iteration after annealing, so a wrong MH ratio shows."""
+    cov = np.array([[1.0, 0.8, 0.0], [0.8, 1.0, -0.3], [0.0, -0.3, 0.5]])
+    mean = np.array([1.0, -2.0, 0.5])
+    prec = np.linalg.inv(cov)
+
+    def potential(x):
+        return 0.5 * (x - mean) @ prec @ (x - mean)
+
+    mcmc = run_ensemble(potential_fn=potential, num_chains=32, num_warmup=200, num_samples=1000)
+    # freeze the tuning at "all moves, every iteration" so every MH ratio is exercised
+    kernel = mcmc.sampler
+    mcmc.warmup(jax.random.PRNGKey(2), init_params=jnp.zeros((32, 3)))
+    state = mcmc.post_warmup_state
+    n = 32
+    ens = state.ensemble._replace(
+        move_probs=jnp.full((n, 3), 1.0 / 3, state.y.dtype),
+        population_prob=jnp.ones(n, state.y.dtype),
+    )
+    mcmc.post_warmup_state = state._replace(ensemble=ens)
+    mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=ENSEMBLE_FIELDS)
+    assert kernel.is_ensemble_kernel
+    x = np.asarray(mcmc.get_samples(group_by_chain=True))
+    assert_mean_close(x, mean, np.sqrt(np.diag(cov)))
+    assert_sd_close(x, np.sqrt(np.diag(cov)))
+    # the correlation, through the variance of a sum and of a difference
+    for v in (np.array([1.0, 1.0, 0.0]), np.array([0.0, 1.0, 1.0])):
+        proj = x @ v
+        assert_sd_close(proj, np.sqrt(v @ cov @ v))
+    fields = mcmc.get_extra_fields(group_by_chain=True)
+    proposals = np.asarray(
+        fields["ensemble.num_proposals"][:, -1] - fields["ensemble.num_proposals"][:, 0]
+    )
+    accepted = np.asarray(
+        fields["ensemble.num_accepted"][:, -1] - fields["ensemble.num_accepted"][:, 0]
+    )
+    assert np.all(proposals.sum(0) > 1000)  # every move type was tried many times ...
+    assert np.all(accepted.sum(0) > 100)  # ... and accepted: each MH ratio was exercised
+
+
+# ------------------------------------------------------------------ the interface
+
+
+def test_tuning_is_frozen_after_warmup_and_diagnostics_are_recorded():
+    mcmc = run_ensemble(mixture_1d, num_chains=16, num_warmup=100, num_samples=100)
+    mcmc.run(jax.random.PRNGKey(3), extra_fields=ENSEMBLE_FIELDS + ("ensemble.mean_accept_prob",))
+    fields = mcmc.get_extra_fields(group_by_chain=True)
+    for name in ("ensemble.move_probs", "ensemble.population_prob", "ensemble.num_clusters"):
+        values = np.asarray(fields[name])
+        assert np.all(values == values[:1, :1]), name  # one setting shared by all chains, constant
+    probs = np.asarray(fields["ensemble.move_probs"][0, 0])
+    assert probs.shape == (len(population.MOVES),) and np.isclose(probs.sum(), 1.0)
+    assert np.all(probs >= population.MIN_MOVE_PROB - 1e-6)
+    assert int(fields["ensemble.num_clusters"][0, 0]) in population.CLUSTER_CANDIDATES
+    acc = np.asarray(fields["ensemble.mean_accept_prob"][:, -1])
+    assert acc.shape == (16, 3) and np.all((acc >= 0) & (acc <= 1) | np.isnan(acc))
+    grads = np.asarray(fields["num_grad_evals"])
+    assert np.all(np.diff(grads, axis=1) >= 1) and np.all(np.diff(grads, axis=1) <= 2)
+
+
+def test_same_seed_same_draws():
+    def draws():
+        mcmc = run_ensemble(mixture_1d, num_chains=8, num_warmup=60, num_samples=50)
+        mcmc.run(jax.random.PRNGKey(4), extra_fields=("ensemble.num_mode_jumps",))
+        return mcmc.get_samples()["x"], mcmc.get_extra_fields()["ensemble.num_mode_jumps"]
+
+    (a, ja), (b, jb) = draws(), draws()
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ja, jb)
+
+
+@pytest.mark.parametrize(
+    "num_chains, chain_method",
+    [(8, "sequential"), (2, "vectorized"), (3, "vectorized"), (1, "vectorized")],
+)
+def test_ensemble_needs_vectorized_chains_and_at_least_four(num_chains, chain_method):
+    mcmc = MCMC(
+        DilationLangevin(mixture_1d, ensemble=True),
+        num_warmup=40,
+        num_samples=10,
+        num_chains=num_chains,
+        chain_method=chain_method,
+        progress_bar=False,
+    )
+    with pytest.raises(
+        ValueError, match=r"ensemble=True.*chain_method='vectorized'.*num_chains >= 4"
+    ):
+        mcmc.run(jax.random.PRNGKey(0))
+
+
+def test_ensemble_argument_must_be_boolean():
+    with pytest.raises(TypeError, match="ensemble"):
+        DilationLangevin(mixture_1d, ensemble="yes")
