@@ -46,7 +46,7 @@ from numpyro_dilation.langevin import MAX_DELTA_ENERGY, langevin_move
 # d = 2, 8, 32, 256 chains; the six posteriordb posteriors):
 # - the annealing spreads chains over separated modes only when its first levels
 #   sit near the edge of stability, eps * t_min**(alpha - 1) ~ 1.8 (in units of the
-#   inverse curvature; 2 is the edge): mode-weight TV 0.12 against 0.43-0.59 at
+#   inverse curvature; 2 is the edge): mode-weight TV 0.12 against 0.33-0.59 at
 #   1.5.  alpha = 0.75, t_min = 0.03, eps = 0.75 was the best such setting.
 # - alpha = 1 (constant relative step) sent every chain to the basin nearest the
 #   centre (TV 0.67-0.70), as the prototype found.
@@ -58,7 +58,8 @@ DEFAULT_TARGET_ACCEPT_PROB = 0.574
 #: ``dense_mass=None`` uses a dense mass matrix up to this many unconstrained
 #: dimensions: MALA, unlike NUTS, cannot make up for correlations with long
 #: trajectories (on the posteriordb regressions a diagonal metric gave min ESS
-#: 5-49 per 4000 draws, a dense one 780-1500).
+#: 5-49 per 4000 draws, a dense one 520-1700).  A window with too few draws for
+#: a dense estimate falls back to the diagonal (``adaptation.MIN_DRAWS_PER_DIM``).
 AUTO_DENSE_MAX_DIM = 100
 #: Weight of the newest acceptance in ``recent_accept_prob`` (a ~100-iteration memory).
 RECENT_WEIGHT = 0.01
@@ -550,7 +551,7 @@ class DilationLangevin(MCMCKernel):
                 " and smooth (or `center='init'` with a suitable `init_strategy`/`init_params`)."
             )
 
-    def _sample(self, state, model_args, model_kwargs, vectorized):
+    def _sample(self, state, model_args, model_kwargs, vectorized, health_checks=True):
         # Vectorised chains share the iteration counter, so the phase and the
         # window boundaries are decided once for all chains: a per-chain
         # `lax.cond` under `vmap` would compute the costly window end every time.
@@ -569,6 +570,8 @@ class DilationLangevin(MCMCKernel):
             state.adapt_state,
         )
         state = state._replace(adapt_state=adapt_state)
+        if not health_checks:
+            return state
         sampling = i >= num_warmup
         checkpoint = (i == num_warmup - 1) | (
             sampling & ((i - num_warmup) % CHECK_EVERY == CHECK_EVERY - 1)
@@ -576,7 +579,10 @@ class DilationLangevin(MCMCKernel):
         jax.lax.cond(
             checkpoint,
             lambda s: jax.debug.callback(
-                warn_if_unhealthy,
+                partial(
+                    warn_if_unhealthy,
+                    check_large_step=self._adapt_step_size and self._adapt_mass_matrix,
+                ),
                 sampling,
                 i,
                 jnp.where(sampling, s.recent_accept_prob, s.mean_accept_prob),
@@ -600,6 +606,11 @@ class DilationLangevin(MCMCKernel):
             model_args,
             model_kwargs,
             vectorized=True,
+            # No host callback in the ensemble's loop: XLA's CPU runtime was seen to
+            # hang on host callbacks inside large compiled loops (jax-ml/jax#25861),
+            # twice in ensemble runs of 256 chains; the ensemble's extra fields and
+            # acceptance statistics carry the same information.
+            health_checks=False,
         )
         local_jump = vmap(metric_norm_sq)(
             state.adapt_state.inverse_mass_matrix_sqrt, state.y - before.y

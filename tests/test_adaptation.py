@@ -7,6 +7,7 @@ import pytest
 
 from numpyro_dilation.adaptation import (
     MIN_ADAPT_STEPS,
+    MIN_DRAWS_PER_DIM,
     MIN_ANNEAL_STEPS,
     adaptation_windows,
     gradient_informed_covariance,
@@ -123,6 +124,37 @@ def test_adapter_learns_the_covariance_in_its_windows(dense):
     L = mass_matrix_sqrt(state.inverse_mass_matrix)
     recon = L @ L.T if dense else L**2
     np.testing.assert_allclose(recon, state.inverse_mass_matrix, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_draws, dense_expected", [(150, False), (400, True)])
+def test_dense_window_needs_enough_draws_per_dimension(num_draws, dense_expected):
+    """d = 100, correlated draws: too few of them give a diagonal estimate, not a broken dense one."""
+    d = 100
+    cov = random_gaussian(d, jax.random.PRNGKey(5), condition=10.0)
+    adapter = window_adapter(10, 10, dense_mass=True, regularize_mass_matrix=False)
+    state = adapter.init(d, 0.1, None, jnp.float32)
+    ys = jax.random.multivariate_normal(jax.random.PRNGKey(6), jnp.zeros(d), cov, (num_draws,))
+    prec = jnp.linalg.inv(cov)
+    for y in ys:  # accumulate one window by hand
+        state = state._replace(
+            position_state=_welford(y, state.position_state),
+            gradient_state=_welford(prec @ y, state.gradient_state),
+        )
+    P = np.asarray(adapter.end_window(state).inverse_mass_matrix)
+    off_diagonal = P - np.diag(np.diag(P))
+    assert (num_draws > MIN_DRAWS_PER_DIM * d + 10) == dense_expected
+    if dense_expected:  # the gradient-informed estimate is exact for a Gaussian
+        np.testing.assert_allclose(P, cov, rtol=0.05, atol=0.05 * float(jnp.max(jnp.diag(cov))))
+    else:
+        assert np.all(off_diagonal == 0)
+        assert np.all(np.isfinite(P)) and np.all(np.diag(P) > 0)
+
+
+def _welford(x, state):
+    from numpyro.infer.hmc_util import welford_covariance
+
+    _, update, _ = welford_covariance(diagonal=False)
+    return update(x, state)
 
 
 def test_dual_averaging_only_runs_when_told():
