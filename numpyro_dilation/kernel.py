@@ -557,12 +557,16 @@ class DilationLangevin(MCMCKernel):
         # `lax.cond` under `vmap` would compute the costly window end every time.
         i = state.i[0] if vectorized else state.i
         num_warmup = state.num_warmup[0] if vectorized else state.num_warmup
+        num_anneal = state.num_anneal_steps[0] if vectorized else state.num_anneal_steps
         transition = partial(self._transition, model_args=model_args, model_kwargs=model_kwargs)
         end_window = self._adapter.end_window
         if vectorized:
-            transition = vmap(transition, in_axes=(0, None))
+            # The phase counters go in unbatched too, so that the warmup-only work
+            # stays behind a real branch (a batched predicate would turn the
+            # `lax.cond` into a select that runs the warmup update every iteration).
+            transition = vmap(transition, in_axes=(0, None, None, None))
             end_window = vmap(end_window)
-        state = transition(state, i)
+        state = transition(state, i, num_anneal, num_warmup)
         adapt_state = jax.lax.cond(
             self._adapter.is_window_end(i) & (i < num_warmup),
             end_window,
@@ -730,13 +734,14 @@ class DilationLangevin(MCMCKernel):
         )
         return state, stats
 
-    def _transition(self, state: DilationState, i, model_args, model_kwargs) -> DilationState:
+    def _transition(
+        self, state: DilationState, i, num_anneal, num_warmup, model_args, model_kwargs
+    ) -> DilationState:
         """One step of one chain; the window-end work is left to :meth:`_sample`."""
         potential_fn = self._current_potential_fn(model_args, model_kwargs)
         _, unravel = ravel_pytree(state.z)
         dtype = state.y.dtype
         d = state.y.size
-        num_anneal, num_warmup = state.num_anneal_steps, state.num_warmup
         adapt = state.adapt_state
 
         annealing = i < num_anneal
@@ -795,8 +800,8 @@ class DilationLangevin(MCMCKernel):
             num_grad_evals=state.num_grad_evals + 1,
             adapt_state=adapt,
             rng_key=rng_key,
-            num_anneal_steps=num_anneal,
-            num_warmup=num_warmup,
+            num_anneal_steps=state.num_anneal_steps,
+            num_warmup=state.num_warmup,
             ensemble=state.ensemble,
         )
 
