@@ -71,10 +71,10 @@ class AdaptState(NamedTuple):
     gradient_state: tuple
 
 
-
 #: A window estimates a dense mass matrix only from more than this many draws per
 #: dimension (plus 10); with fewer it estimates the diagonal.
 MIN_DRAWS_PER_DIM = 2
+
 
 def warmup_phases(num_warmup: int, num_anneal_steps: int | None, adapting: bool) -> tuple[int, int]:
     """Split ``num_warmup`` into annealing and adaptation iterations.
@@ -135,10 +135,30 @@ def mass_matrix_sqrt(inverse_mass_matrix: ArrayLike):
     return jnp.sqrt(inverse_mass_matrix)
 
 
+def lower_triangular_inverse(lower: ArrayLike) -> jax.Array:
+    """Inverse of a lower-triangular matrix by forward substitution, in plain XLA ops.
+
+    The ensemble's hot loop uses this instead of ``solve_triangular``: on CPU that
+    calls LAPACK's ``trsm`` through a thread pool, and two such calls that XLA ran
+    concurrently in a 256-chain ensemble step deadlocked (every thread idle).
+    """
+    lower = jnp.asarray(lower)
+    d = lower.shape[-1]
+    eye = jnp.eye(d, dtype=lower.dtype)
+
+    def row(inv, i):
+        # rows >= i of `inv` are still zero, so only the solved rows contribute
+        new = (eye[i] - lower[i] @ inv) / lower[i, i]
+        return inv.at[i].set(new), None
+
+    inv, _ = jax.lax.scan(row, jnp.zeros_like(lower), jnp.arange(d))
+    return inv
+
+
 def metric_norm_sq(inverse_mass_matrix_sqrt: ArrayLike, v: ArrayLike):
     """``v^T P^{-1} v``: squared length of ``v`` in the metric the sampler moves in."""
     if jnp.ndim(inverse_mass_matrix_sqrt) == 2:
-        w = jax.scipy.linalg.solve_triangular(inverse_mass_matrix_sqrt, v, lower=True)
+        w = lower_triangular_inverse(inverse_mass_matrix_sqrt) @ v
     else:
         w = v / inverse_mass_matrix_sqrt
     return jnp.dot(w, w)

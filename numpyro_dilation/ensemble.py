@@ -30,6 +30,8 @@ import jax.numpy as jnp
 from jax import random
 from jax.scipy.special import logsumexp
 
+from numpyro_dilation.adaptation import lower_triangular_inverse
+
 MOVES = ("de", "translate", "independence")
 
 #: Cluster counts tried during warmup (those above a quarter of the half are skipped).
@@ -58,6 +60,9 @@ class Clusters(NamedTuple):
         for unused clusters).
     chol : array, shape (K_max, d, d)
         Cholesky factors of the clusters' shrunk covariances.
+    chol_inv : array, shape (K_max, d, d)
+        Their inverses (computed once per fit, so that evaluating the mixture
+        density needs no triangular solve).
     scale : array, shape (d,)
         Per-coordinate scale of the distances (the inactive half's spread).
     num_active : int
@@ -67,6 +72,7 @@ class Clusters(NamedTuple):
     centers: jax.Array
     log_weights: jax.Array
     chol: jax.Array
+    chol_inv: jax.Array
     scale: jax.Array
     num_active: jax.Array
 
@@ -143,14 +149,13 @@ def fit_clusters(rng_key: jax.Array, points: jax.Array, max_clusters: int, num_a
     chol = jnp.linalg.cholesky(cov + jitter * jnp.eye(d, dtype=points.dtype))
     active = jnp.arange(max_clusters) < num_active
     log_weights = jnp.where(active, jnp.log(counts + 0.5) - jnp.log(n + 0.5 * num_active), -jnp.inf)
-    return Clusters(centers, log_weights, chol, scale, num_active)
+    chol_inv = jax.vmap(lower_triangular_inverse)(chol)
+    return Clusters(centers, log_weights, chol, chol_inv, scale, num_active)
 
 
 def mixture_log_density(clusters: Clusters, y: jax.Array) -> jax.Array:
     """Log density of the clusters' Gaussian mixture at ``y``."""
-    z = jax.vmap(lambda m, L: jax.scipy.linalg.solve_triangular(L, y - m, lower=True))(
-        clusters.centers, clusters.chol
-    )
+    z = jnp.einsum("kij,kj->ki", clusters.chol_inv, y - clusters.centers)
     log_det = jnp.sum(jnp.log(jnp.diagonal(clusters.chol, axis1=-2, axis2=-1)), axis=-1)
     comp = -0.5 * jnp.sum(z**2, -1) - log_det - 0.5 * y.shape[-1] * jnp.log(2 * jnp.pi)
     return logsumexp(

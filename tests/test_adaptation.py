@@ -35,7 +35,9 @@ def test_default_split_is_half_the_warmup():
         (40, 50, False, 50),
     ],
 )
-def test_too_short_warmup_says_how_many_iterations_are_needed(num_warmup, num_anneal, adapting, needed):
+def test_too_short_warmup_says_how_many_iterations_are_needed(
+    num_warmup, num_anneal, adapting, needed
+):
     with pytest.raises(ValueError, match=f"num_warmup={num_warmup}.*num_warmup >= {needed}"):
         warmup_phases(num_warmup, num_anneal, adapting)
 
@@ -53,7 +55,7 @@ def test_windows_restart_after_the_annealing():
     first_after = list(ends).index(499) + 1
     assert not estimates[0] and not estimates[first_after - 1]
     assert not estimates[first_after] and not estimates[-1]
-    assert estimates[1:first_after - 1].all() and estimates[first_after + 1:-1].all()
+    assert estimates[1 : first_after - 1].all() and estimates[first_after + 1 : -1].all()
 
 
 def random_gaussian(d, key, condition=1e4):
@@ -69,7 +71,9 @@ def test_gradient_informed_estimate_is_exact_for_gaussians_from_any_positions(d)
     try:
         cov = random_gaussian(d, jax.random.PRNGKey(d)).astype(jnp.float64)
         mean = jnp.arange(d, dtype=jnp.float64)
-        positions = mean + 50.0 + 1e-3 * jax.random.normal(jax.random.PRNGKey(1), (40, d), jnp.float64)
+        positions = (
+            mean + 50.0 + 1e-3 * jax.random.normal(jax.random.PRNGKey(1), (40, d), jnp.float64)
+        )
         grads = (positions - mean) @ jnp.linalg.inv(cov)
         estimate = gradient_informed_covariance(jnp.cov(positions.T), jnp.cov(grads.T))
         np.testing.assert_allclose(estimate, cov, rtol=1e-6)
@@ -92,7 +96,9 @@ def test_regularization_shrinks_log_eigenvalues_by_stans_weight(x64):
         n = 500
         weight = 5.0 / (n + 5.0)
         expected = (1 - weight) * np.log(eig) + weight * np.log(eig).mean()
-        got = np.log(np.linalg.eigvalsh(np.asarray(regularize_covariance(cov, n), dtype=np.float64)))
+        got = np.log(
+            np.linalg.eigvalsh(np.asarray(regularize_covariance(cov, n), dtype=np.float64))
+        )
         np.testing.assert_allclose(got, expected, atol=0.02)
         diag = regularize_covariance(jnp.asarray(eig), n)
         np.testing.assert_allclose(np.log(np.asarray(diag)), expected, atol=1e-3)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = ("posteriordb", "multimodal", "overhead", "scaling")
+SUITES = ("posteriordb", "multimodal", "ensemble_cost", "overhead", "scaling")
 METADATA = (
     "schema_version",
     "suite",
