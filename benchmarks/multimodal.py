@@ -1,0 +1,989 @@
+"""Multimodal suite: mode-weight recovery on mixtures with known weights.
+
+Targets are Gaussian (and one Student-t) mixtures whose mode weights are known,
+so that each sampler's draws can be judged by
+
+- **TV**: total-variation distance between the fraction of draws assigned to
+  each mode (the component with the highest log density at the draw, weights
+  left out) and the true mass of that mode's region (the same assignment applied
+  to 10^6 exact draws; it equals the mixture weight up to the overlap of the
+  components, below 0.001 for the Gaussian targets);
+- **modes found**: the fraction of modes holding at least 1% of the draws (every
+  mode of every target holds at least 2% of the mass);
+- **energy distance** between 2000 draws taken at random over chains and
+  iterations and 2000 exact draws (its floor, two exact samples of 2000, is
+  reported alongside);
+- cost: gradient evaluations per chain and in total (density evaluations for
+  AIES, which uses no gradients), sampling wall time and compile time apart.
+
+Samplers (256 chains each, vectorised): DilationLangevin with its defaults and
+with ``ensemble=True`` (1000 warmup + 1000 draws, every chain started at the
+origin, the dilation centre); NUTS, AIES and BlackJAX adaptive tempered SMC capped
+at the same budget of :data:`BUDGET` evaluations per chain; DilationLangevin
+without the path (one annealing step from ``t_min = 0.99``); and an ablation over
+the path's ``alpha`` and annealing length on two targets.  A Bayesian Gaussian
+mixture with label switching closes the suite.
+
+Run with ``python -m benchmarks.run multimodal`` (or ``python -m
+benchmarks.multimodal`` for a standalone run).
+
+JSON layout of :func:`run`: ``settings`` holds the sizes (``num_chains``,
+``num_warmup``, ``num_samples``, ``budget``, ``nuts_warmup``, ``smc_particles``,
+...) and ``targets`` (label, dim, weights, first two coordinates of the means,
+``df``).  Each entry of ``runs`` has ``target``, ``sampler``, ``group``
+(``main``, ``ablation`` or ``label_switching``) and, except for label switching,
+``tv``, ``modes_found``, ``mode_fractions``, ``energy_distance``,
+``chains_switching``, ``num_nonfinite``, ``grads_per_chain``, ``grads_total``,
+``wall_s``, ``compile_s``, ``sample_s``; sampler-specific extras are
+``ensemble`` (mode jumps, acceptance and probability of each move, clusters),
+``num_samples``/``steps_per_iteration`` (NUTS), ``density_evals_*`` (AIES),
+``num_tempering_steps``/``mala_steps_per_tempering_step``/``num_particles``
+(SMC), ``alpha``/``num_anneal_steps`` (ablation).  The ``exact`` rows hold the
+floors.  Label-switching runs hold ``fractions`` (per labelling),
+``max_abs_error`` and the cost fields.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import random
+from jax.scipy.special import gammaln, logsumexp
+
+# ----------------------------------------------------------------------------- settings
+
+NUM_CHAINS = 256
+NUM_WARMUP = 1000
+NUM_SAMPLES = 1000
+#: Evaluations per chain allowed to NUTS, AIES and SMC (gradients for NUTS and
+#: SMC, densities for AIES); DilationLangevin runs its defaults and spends what
+#: it spends (about 2000, or 2000-4000 with the ensemble moves).
+BUDGET = 4000
+#: NUTS warmup iterations; its sampling iterations fill the rest of the budget.
+NUTS_WARMUP = 250
+#: SMC particles: 16 per chain of the other samplers, so that the budget per
+#: particle leaves room for about 25 tempering steps of 10 MALA steps.
+SMC_PARTICLES = 4096
+SMC_MCMC_STEPS = 10
+#: Draws compared by the energy distance (pairwise distances cost O(n^2)).
+ENERGY_DRAWS = 2000
+#: A mode is "found" when it holds at least this fraction of the draws.
+FOUND_FRACTION = 0.01
+#: Issue 5 targets (reported, not asserted).
+TV_TARGET_LOW_DIM = 0.05
+TV_TARGET_HARD = 0.10
+LABEL_TARGET_TOL = 0.03
+
+#: Where an unfinished full run keeps its results so far (not committed).
+PARTIAL = Path(__file__).resolve().parent / "results" / "multimodal.partial.json"
+
+QUICK = {"num_chains": 16, "num_warmup": 40, "num_samples": 40, "budget": 160,
+         "nuts_warmup": 30, "smc_particles": 128}
+#: Samplers of the quick run (compilation dominates it: 5-25 s per sampler on a
+#: busy 2-core machine); the ensemble run exercises the non-ensemble code too.
+QUICK_SAMPLERS = ("dilation_ensemble", "aies", "smc")
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A mixture of unit-scale Gaussian or Student-t components with known weights.
+
+    Attributes
+    ----------
+    name : str
+        Key used in the JSON results.
+    label : str
+        Human-readable description for the report.
+    means : numpy.ndarray, shape (K, d)
+        Component locations.
+    weights : numpy.ndarray, shape (K,)
+        Mixture weights (sum to 1).
+    df : float or None
+        Degrees of freedom of multivariate Student-t components with identity
+        scale; ``None`` for unit-covariance Gaussians.
+    """
+
+    name: str
+    label: str
+    means: np.ndarray
+    weights: np.ndarray
+    df: float | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def component_log_density(self, x: jax.Array) -> jax.Array:
+        """Normalised log density of each component at ``x`` (shape ``(..., d)`` -> ``(..., K)``)."""
+        diff = x[..., None, :] - jnp.asarray(self.means)
+        sq = jnp.sum(diff**2, axis=-1)
+        d = self.dim
+        if self.df is None:
+            return -0.5 * sq - 0.5 * d * math.log(2 * math.pi)
+        nu = self.df
+        const = gammaln((nu + d) / 2) - gammaln(nu / 2) - 0.5 * d * math.log(nu * math.pi)
+        return const - 0.5 * (nu + d) * jnp.log1p(sq / nu)
+
+    def potential(self, x: jax.Array) -> jax.Array:
+        """Negative log density of the mixture at one point ``x`` of shape ``(d,)``."""
+        return -logsumexp(jnp.log(jnp.asarray(self.weights)) + self.component_log_density(x))
+
+    def exact_draws(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` independent draws from the mixture."""
+        k = rng.choice(len(self.weights), size=n, p=self.weights)
+        noise = rng.normal(size=(n, self.dim))
+        if self.df is not None:
+            # multivariate t: Gaussian divided by sqrt(chi2_df / df), shared across coordinates
+            noise /= np.sqrt(rng.chisquare(self.df, size=(n, 1)) / self.df)
+        return self.means[k] + noise
+
+    def assign(self, x: np.ndarray) -> np.ndarray:
+        """Mode of each draw: the component with the highest log density (weights left out)."""
+        out = []
+        for chunk in np.array_split(np.asarray(x), max(1, len(x) // 200_000)):
+            out.append(np.asarray(jnp.argmax(self.component_log_density(jnp.asarray(chunk)), -1)))
+        return np.concatenate(out)
+
+    def box(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-coordinate bounds covering every mode with a margin of 3 scales."""
+        return self.means.min(0) - 3.0, self.means.max(0) + 3.0
+
+
+WEIGHTS_4 = np.array([0.1, 0.2, 0.3, 0.4])
+
+
+def _four_modes(d: int) -> np.ndarray:
+    # o + 8 u_k with o = e_0 and u_k = +e_0, +e_1, -e_0, -e_1: the origin (the
+    # dilation centre) is 7 from the 0.3 mode and 9 from the 0.1 mode, not symmetric.
+    o = np.zeros(d)
+    o[0] = 1.0
+    units = np.zeros((4, d))
+    units[0, 0], units[1, 1], units[2, 0], units[3, 1] = 1.0, 1.0, -1.0, -1.0
+    return o + 8.0 * units
+
+
+def _grid() -> np.ndarray:
+    # 3 x 3 grid, spacing 7, shifted by (1, 0.5) so the origin is not its centre
+    g = np.array([-7.0, 0.0, 7.0])
+    return np.array([(a, b) for a in g for b in g]) + np.array([1.0, 0.5])
+
+
+STUDENT_DF = 5.0
+STUDENT_DIM = 8
+
+
+def targets() -> dict[str, Mixture]:
+    """Every target of the suite, by name."""
+    grid_w = np.arange(1, 10, dtype=float)
+    out = [
+        Mixture("gauss2d_4", "2-D, 4 Gaussian modes, weights 0.1-0.4", _four_modes(2), WEIGHTS_4),
+        Mixture("grid2d_9", "2-D, 3x3 grid (spacing 7), weights ∝ 1..9", _grid(), grid_w / grid_w.sum()),
+    ]
+    for d in (8, 16, 32):
+        out.append(Mixture(f"gauss{d}d_4", f"d = {d}, 4 Gaussian modes, weights 0.1-0.4",
+                           _four_modes(d), WEIGHTS_4))
+    out.append(Mixture(f"student{STUDENT_DIM}d_4",
+                       f"d = {STUDENT_DIM}, 4 Student-t modes (df = {STUDENT_DF:g}), weights 0.1-0.4",
+                       _four_modes(STUDENT_DIM), WEIGHTS_4, df=STUDENT_DF))
+    return {m.name: m for m in out}
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def mode_fractions(target: Mixture, draws: np.ndarray) -> np.ndarray:
+    """Fraction of the draws (any leading shape, last axis ``d``) assigned to each mode."""
+    labels = target.assign(np.asarray(draws).reshape(-1, target.dim))
+    return np.bincount(labels, minlength=len(target.weights)) / labels.size
+
+
+def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """Energy distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` (V-statistic) between two samples."""
+
+    def mean_dist(a, b):
+        sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2.0 * a @ b.T
+        return float(np.sqrt(np.maximum(sq, 0.0)).mean())
+
+    return 2.0 * mean_dist(x, y) - mean_dist(x, x) - mean_dist(y, y)
+
+
+def _subsample(draws: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    flat = np.asarray(draws).reshape(-1, draws.shape[-1])
+    return flat[rng.choice(len(flat), size=min(n, len(flat)), replace=False)]
+
+
+@dataclass
+class Reference:
+    """Exact-draw quantities of one target, shared by every sampler's metrics."""
+
+    region_mass: np.ndarray
+    draws: np.ndarray
+    energy_floor: float
+    tv_floor: float
+
+
+def reference(target: Mixture, num_draws: int, seed: int = 0) -> Reference:
+    """True region masses, the energy-distance reference sample and the floors.
+
+    ``tv_floor`` is the TV of ``num_draws`` independent exact draws: the Monte
+    Carlo error a perfect sampler of that many (independent) draws would show.
+    """
+    rng = np.random.default_rng(seed)
+    mass = mode_fractions(target, target.exact_draws(rng, 1_000_000))
+    ref = target.exact_draws(rng, ENERGY_DRAWS)
+    floor = energy_distance(target.exact_draws(rng, ENERGY_DRAWS), ref)
+    tv_floor = 0.5 * float(np.abs(mode_fractions(target, target.exact_draws(rng, num_draws)) - mass).sum())
+    return Reference(mass, ref, floor, tv_floor)
+
+
+def score(target: Mixture, ref: Reference, draws: np.ndarray, seed: int = 1) -> dict[str, Any]:
+    """TV, modes found, per-mode fractions and energy distance of ``draws``."""
+    draws = np.asarray(draws, dtype=float)
+    finite = np.isfinite(draws).all(-1)
+    frac = mode_fractions(target, draws[finite]) if finite.any() else np.zeros_like(ref.region_mass)
+    rng = np.random.default_rng(seed)
+    switching = None
+    if draws.shape[0] > 1:  # chains (not SMC's particle cloud): how many ever change mode
+        labels = target.assign(draws.reshape(-1, target.dim)).reshape(draws.shape[:2])
+        switching = float(np.mean((labels != labels[:, :1]).any(1)))
+    return {
+        "tv": 0.5 * float(np.abs(frac - ref.region_mass).sum()),
+        "chains_switching": switching,
+        "modes_found": float(np.mean(frac >= FOUND_FRACTION)),
+        "mode_fractions": frac.round(5).tolist(),
+        "energy_distance": energy_distance(_subsample(draws[finite], ENERGY_DRAWS, rng), ref.draws),
+        "num_nonfinite": int((~finite).sum()),
+    }
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+class CompileTimer:
+    """Sum of JAX's compile-time events (trace, lowering, backend compile).
+
+    JAX reports these durations through :mod:`jax.monitoring`; summing them
+    separates compilation from sampling without a second, warm run.
+    """
+
+    EVENTS = (
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
+    _total = 0.0
+    _registered = False
+
+    @classmethod
+    def _listen(cls, event: str, duration: float, **_: Any) -> None:
+        if event in cls.EVENTS:
+            cls._total += duration
+
+    @classmethod
+    def now(cls) -> float:
+        if not cls._registered:
+            jax.monitoring.register_event_duration_secs_listener(cls._listen)
+            cls._registered = True
+        return cls._total
+
+
+def timed(fn: Callable[[], dict]) -> dict:
+    """Run ``fn`` and add ``wall_s``, ``compile_s`` and ``sample_s`` to its result."""
+    c0, t0 = CompileTimer.now(), time.perf_counter()
+    out = fn()
+    wall = time.perf_counter() - t0
+    compile_s = CompileTimer.now() - c0
+    out.update(wall_s=wall, compile_s=compile_s, sample_s=max(wall - compile_s, 0.0))
+    return out
+
+
+# ----------------------------------------------------------------------------- samplers
+
+
+def _mcmc(kernel, num_warmup, num_samples, num_chains, thinning=1):
+    from numpyro.infer import MCMC
+
+    return MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                chain_method="vectorized", progress_bar=False, thinning=thinning)
+
+
+def run_dilation(target: Mixture, key: jax.Array, *, num_chains: int, num_warmup: int,
+                 num_samples: int, **kwargs: Any) -> dict:
+    """DilationLangevin from the origin (every chain at the dilation centre)."""
+    from numpyro_dilation import DilationLangevin
+
+    ensemble = kwargs.get("ensemble", False)
+    fields = ["num_grad_evals"]
+    if ensemble:
+        fields += ["ensemble.num_mode_jumps", "ensemble.num_accepted", "ensemble.num_proposals",
+                   "ensemble.move_probs", "ensemble.population_prob", "ensemble.num_clusters"]
+    mcmc = _mcmc(DilationLangevin(potential_fn=target.potential, **kwargs), num_warmup,
+                 num_samples, num_chains)
+    mcmc.run(key, init_params=jnp.zeros((num_chains, target.dim)), extra_fields=tuple(fields))
+    # Wait with the GIL released: np.asarray blocks holding it, and the kernel's health
+    # check (a jax.debug.callback) then deadlocks (seen twice on gauss32d_4, ensemble).
+    jax.block_until_ready((mcmc.get_samples(), mcmc.get_extra_fields()))
+    draws = np.asarray(mcmc.get_samples(group_by_chain=True))
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    grads = np.asarray(extra["num_grad_evals"])[:, -1]
+    out = {"draws": draws, "grads_per_chain": float(grads.mean()),
+           "grads_total": float(grads.sum())}
+    if ensemble:
+        last = {k: np.asarray(v)[:, -1] for k, v in extra.items()}
+        proposals = last["ensemble.num_proposals"].sum(0)
+        out["ensemble"] = {
+            # counts are cumulative over warmup and sampling
+            "mode_jumps_total": int(last["ensemble.num_mode_jumps"].sum()),
+            "mode_jumps_per_chain": float(last["ensemble.num_mode_jumps"].mean()),
+            "accept_rate_by_move": (last["ensemble.num_accepted"].sum(0)
+                                    / np.maximum(proposals, 1)).round(4).tolist(),
+            "proposals_by_move": proposals.astype(int).tolist(),
+            "move_probs": last["ensemble.move_probs"][0].round(4).tolist(),
+            "population_prob": float(last["ensemble.population_prob"][0]),
+            "num_clusters": int(last["ensemble.num_clusters"][0]),
+        }
+    return out
+
+
+def _uniform_init(target: Mixture, key: jax.Array, n: int) -> jax.Array:
+    lo, hi = target.box()
+    return random.uniform(key, (n, target.dim), minval=lo, maxval=hi)
+
+
+def run_nuts(target: Mixture, key: jax.Array, *, num_chains: int, num_warmup: int,
+             budget: int) -> dict:
+    """NUTS from uniform draws in the box around the modes, sampling until the budget is spent.
+
+    The sampling length is set from the mean tree size of the last 50 warmup
+    iterations, so that warmup plus sampling gradients come to about ``budget``
+    per chain (at least 100 draws).
+    """
+    from numpyro.infer import NUTS
+
+    key_init, key_run = random.split(key)
+    init = _uniform_init(target, key_init, num_chains)
+    mcmc = _mcmc(NUTS(potential_fn=target.potential), num_warmup, 1, num_chains)
+    mcmc.warmup(key_run, init_params=init, extra_fields=("num_steps",), collect_warmup=True)
+    warm_steps = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"])
+    per_iter = float(warm_steps[:, -50:].mean())
+    num_samples = int(max(100, (budget - warm_steps.sum(1).mean()) / per_iter))
+    mcmc.num_samples = num_samples
+    mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=("num_steps",))
+    # + 1: the initial gradient, as benchmarks.common counts it
+    steps = 1 + warm_steps.sum(1) + np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"]).sum(1)
+    return {"draws": np.asarray(mcmc.get_samples(group_by_chain=True)),
+            "grads_per_chain": float(steps.mean()), "grads_total": float(steps.sum()),
+            "num_samples": num_samples, "steps_per_iteration": per_iter}
+
+
+def run_aies(target: Mixture, key: jax.Array, *, num_chains: int, budget: int) -> dict:
+    """AIES (DE + stretch moves) from the box: ``budget`` density evaluations per walker.
+
+    Half of them are warmup; the sampling half is thinned by 2.
+    """
+    from numpyro.infer import AIES
+
+    key_init, key_run = random.split(key)
+    kernel = AIES(potential_fn=target.potential,
+                  moves={AIES.DEMove(): 0.5, AIES.StretchMove(): 0.5})
+    mcmc = _mcmc(kernel, budget // 2, budget // 2, num_chains, thinning=2)
+    mcmc.run(key_run, init_params=_uniform_init(target, key_init, num_chains))
+    return {"draws": np.asarray(mcmc.get_samples(group_by_chain=True)),
+            "grads_per_chain": 0.0, "grads_total": 0.0,
+            "density_evals_per_chain": float(budget), "density_evals_total": float(budget * num_chains)}
+
+
+def run_smc(target: Mixture, key: jax.Array, *, num_particles: int, num_chains: int,
+            budget: int, max_steps: int = 100) -> dict:
+    """BlackJAX adaptive tempered SMC with a MALA inner kernel, filling ``budget``.
+
+    Prior: independent Gaussians with scale ``max_k |m_kj| + 3`` per coordinate
+    (covering every mode); likelihood = target / prior; target ESS 0.5.  The
+    MALA step size starts at ``0.5 d^{-1/3}`` and is rescaled after every
+    tempering step towards an acceptance of 0.574.  A pilot run (10 MALA steps
+    per tempering step, not counted) gives the number of tempering steps; the
+    counted run then takes as many MALA steps per tempering step as fill
+    ``budget * num_chains`` gradients over ``num_particles`` particles.
+    """
+    import blackjax
+    from blackjax.smc import extend_params, resampling
+    from blackjax.smc.adaptive_tempered import build_kernel
+
+    scale = jnp.asarray(np.abs(target.means).max(0) + 3.0)
+    mala = blackjax.mala.build_kernel()
+
+    def logprior(x):
+        return jnp.sum(jax.scipy.stats.norm.logpdf(x, 0.0, scale))
+
+    def loglik(x):
+        return -target.potential(x) - logprior(x)
+
+    def mala_steps(rng_key, state, logdensity_fn, step_size, num_steps):
+        # several MALA steps in one blackjax "step", so their number can be traced
+        # (blackjax's own num_mcmc_steps is static and would recompile)
+        def body(i, carry):
+            st, acc = carry
+            st, info = mala(random.fold_in(rng_key, i), st, logdensity_fn, step_size)
+            return st, acc + info.acceptance_rate
+
+        state, acc = jax.lax.fori_loop(0, num_steps, body, (state, 0.0))
+        return state, acc / num_steps
+
+    kernel = build_kernel(logprior, loglik, mala_steps, blackjax.mala.init,
+                          resampling.systematic, target_ess=0.5)
+
+    @jax.jit
+    def smc(key, num_steps):
+        key_init, key_loop = random.split(key)
+        x0 = scale * random.normal(key_init, (num_particles, target.dim))
+        state = blackjax.adaptive_tempered_smc.init(x0)
+        h0 = 0.5 * target.dim ** (-1.0 / 3.0)
+
+        def cond(carry):
+            state, _, n, _ = carry
+            return (state.tempering_param < 1.0) & (n < max_steps)
+
+        def body(carry):
+            state, h, n, k = carry
+            k, sub = random.split(k)
+            params = extend_params({"step_size": h, "num_steps": num_steps})
+            state, info = kernel(sub, state, 1, params)
+            acc = jnp.mean(info.update_info)
+            # multiplicative step-size update towards MALA's optimal acceptance
+            return state, h * jnp.exp(2.0 * (acc - 0.574)), n + 1, k
+
+        state, h, n, _ = jax.lax.while_loop(cond, body, (state, h0, 0, key_loop))
+        return state.particles, state.tempering_param, n, h
+
+    key_pilot, key_run = random.split(key)
+    pilot_steps = int(smc(key_pilot, 10)[2])
+    per_particle = budget * num_chains / num_particles
+    num_mcmc = int(max(1, per_particle // max(pilot_steps, 1)))
+    particles, temp, n, h = smc(key_run, num_mcmc)
+    n = int(n)
+    total = float(num_particles * n * num_mcmc)
+    return {"draws": np.asarray(particles)[None], "grads_per_chain": total / num_chains,
+            "grads_total": total, "grads_per_particle": float(n * num_mcmc),
+            "num_tempering_steps": n, "mala_steps_per_tempering_step": num_mcmc,
+            "final_temperature": float(temp), "final_step_size": float(h),
+            "num_particles": num_particles}
+
+
+# ----------------------------------------------------------------------------- label switching
+
+
+def label_switching(key: jax.Array, *, num_chains: int, num_warmup: int, num_samples: int,
+                    ensemble: bool) -> dict:
+    """K = 3 Bayesian Gaussian mixture (exchangeable priors): fraction of draws per labelling."""
+    from numpyro_dilation import DilationLangevin
+    from numpyro_dilation.models import _gaussian_mixture_data, gaussian_mixture_model
+
+    args, kwargs = _gaussian_mixture_data()
+    mcmc = _mcmc(DilationLangevin(gaussian_mixture_model, ensemble=ensemble), num_warmup,
+                 num_samples, num_chains)
+
+    def go():
+        mcmc.run(key, *args, extra_fields=("num_grad_evals",), **kwargs)
+        mu = np.asarray(mcmc.get_samples()["mu"])
+        # labelling = order of the component means, as numpyro_dilation.models.gaussian_mixture_mode
+        order = np.argsort(mu, axis=-1)
+        codes = order[:, 0] * 9 + order[:, 1] * 3 + order[:, 2]
+        perms = [(a, b, c) for a in range(3) for b in range(3) for c in range(3)
+                 if len({a, b, c}) == 3]
+        frac = {"<".join(f"mu{k}" for k in p): float(np.mean(codes == p[0] * 9 + p[1] * 3 + p[2]))
+                for p in perms}
+        grads = np.asarray(mcmc.get_extra_fields()["num_grad_evals"]).reshape(num_chains, -1)[:, -1]
+        return {"fractions": frac, "max_abs_error": max(abs(v - 1 / 6) for v in frac.values()),
+                "grads_per_chain": float(grads.mean())}
+
+    return timed(go)
+
+
+# ----------------------------------------------------------------------------- suite
+
+
+def _main_samplers(s: dict) -> dict[str, Callable]:
+    nc = s["num_chains"]
+    common = {"num_chains": nc, "num_warmup": s["num_warmup"], "num_samples": s["num_samples"]}
+    return {
+        "dilation": lambda t, k: run_dilation(t, k, **common),
+        "dilation_ensemble": lambda t, k: run_dilation(t, k, ensemble=True, **common),
+        "nuts": lambda t, k: run_nuts(t, k, num_chains=nc, num_warmup=s["nuts_warmup"],
+                                      budget=s["budget"]),
+        "aies": lambda t, k: run_aies(t, k, num_chains=nc, budget=s["budget"]),
+        "smc": lambda t, k: run_smc(t, k, num_particles=s["smc_particles"], num_chains=nc,
+                                    budget=s["budget"]),
+        # no path: one annealing step from t_min = 0.99 (num_anneal_steps must be >= 1)
+        "mala_no_path": lambda t, k: run_dilation(t, k, num_anneal_steps=1, t_min=0.99, **common),
+    }
+
+
+SAMPLER_LABELS = {
+    "dilation": "DilationLangevin (defaults)",
+    "dilation_ensemble": "DilationLangevin ensemble=True",
+    "nuts": "NUTS (random inits)",
+    "aies": "AIES (DE + stretch)",
+    "smc": "BlackJAX tempered SMC (MALA)",
+    "mala_no_path": "MALA, no path (ablation)",
+    "exact": "exact draws (floor)",
+}
+
+#: (alpha, annealing steps) of the ablation: a star around the defaults (0.75, 500),
+#: which are the main run; the full 3 x 3 grid would cost twice as long.
+ABLATION = ((0.5, 500), (1.0, 500), (0.75, 100), (0.75, 2000))
+ABLATION_TARGETS = ("gauss2d_4", "gauss8d_4")
+#: MALA iterations after the annealing in the ablation (warmup = annealing + this).
+ABLATION_ADAPT = 500
+
+
+def run(quick: bool = False) -> dict:
+    """Run the suite.
+
+    Parameters
+    ----------
+    quick : bool, default False
+        Tiny version (32 chains, ~100 iterations, the 2-D 4-mode target with
+        every sampler and the d = 8 target with DilationLangevin only; no
+        ablation or label switching) that finishes in seconds.
+
+    Returns
+    -------
+    dict
+        ``{"suite": "multimodal", "settings": {...}, "runs": [...]}``; each run
+        has ``target``, ``sampler``, ``group`` (``"main"``, ``"ablation"``,
+        ``"label_switching"``), the metrics of :func:`score` and the cost fields.
+    """
+    jax.config.update("jax_enable_x64", False)
+    s = dict(QUICK) if quick else {"num_chains": NUM_CHAINS, "num_warmup": NUM_WARMUP,
+                                   "num_samples": NUM_SAMPLES, "budget": BUDGET,
+                                   "nuts_warmup": NUTS_WARMUP, "smc_particles": SMC_PARTICLES}
+    all_targets = targets()
+    if quick:
+        plan = {"gauss2d_4": list(QUICK_SAMPLERS)}
+    else:
+        # d = 32 last (its ensemble run is the longest; the partial file keeps the rest)
+        order = sorted(all_targets, key=lambda n: all_targets[n].dim > 16)
+        plan = {name: list(_main_samplers(s)) for name in order}
+        plan["gauss32d_4"] = [n for n in plan["gauss32d_4"] if n != "dilation_ensemble"]
+        plan["gauss32d_4"].append("dilation_ensemble")
+    samplers = _main_samplers(s)
+    runs: list[dict] = []
+    key = random.PRNGKey(2024)
+    settings = {
+        **s,
+        "targets": {t.name: {"label": t.label, "dim": t.dim, "weights": t.weights.tolist(),
+                             "means": t.means[:, :2].tolist(), "df": t.df}
+                    for t in all_targets.values() if t.name in plan},
+        "energy_draws": ENERGY_DRAWS, "found_fraction": FOUND_FRACTION,
+        "smc_mcmc_steps": SMC_MCMC_STEPS, "ablation_adapt": ABLATION_ADAPT,
+    }
+
+    def checkpoint():
+        # a long run on a busy machine can be cut short: keep what is done so far
+        if not quick:
+            PARTIAL.write_text(json.dumps({"suite": "multimodal", "settings": settings,
+                                           "runs": runs, "partial": True}, indent=1))
+
+    def record(target, ref, name, group, out, **extra):
+        draws = out.pop("draws")
+        row = {"target": target.name, "sampler": name, "group": group, **extra,
+               **score(target, ref, draws), **out}
+        runs.append(row)
+        print(f"  {target.name:14s} {name:28s} TV={row['tv']:.3f} found={row['modes_found']:.2f}"
+              f" ED={row['energy_distance']:.3f} grads/chain={row['grads_per_chain']:.0f}"
+              f" sample={row['sample_s']:.1f}s compile={row['compile_s']:.1f}s", flush=True)
+
+    for tname, names in plan.items():
+        target = all_targets[tname]
+        ref = reference(target, s["num_chains"] * s["num_samples"])
+        runs.append({"target": tname, "sampler": "exact", "group": "main", "tv": ref.tv_floor,
+                     "modes_found": 1.0, "mode_fractions": ref.region_mass.round(5).tolist(),
+                     "energy_distance": ref.energy_floor})
+        for name in names:
+            key, sub = random.split(key)
+            record(target, ref, name, "main",
+                   timed(lambda n=name, t=target, k=sub: samplers[n](t, k)))
+            checkpoint()
+
+    if not quick:
+        for ensemble in (False, True):
+            key, sub = random.split(key)
+            out = label_switching(sub, num_chains=s["num_chains"], num_warmup=s["num_warmup"],
+                                  num_samples=s["num_samples"], ensemble=ensemble)
+            name = "dilation_ensemble" if ensemble else "dilation"
+            runs.append({"target": "gmm_label_switching", "sampler": name,
+                         "group": "label_switching", **out})
+            print(f"  label switching {name}: max |frac - 1/6| = {out['max_abs_error']:.3f}"
+                  f" ({out['sample_s']:.1f}s)", flush=True)
+            checkpoint()
+
+    for tname in () if quick else ABLATION_TARGETS:
+        target = all_targets[tname]
+        ref = reference(target, s["num_chains"] * s["num_samples"])
+        for alpha, anneal in ABLATION:
+            key, sub = random.split(key)
+            out = timed(lambda target=target, sub=sub, anneal=anneal, alpha=alpha: run_dilation(
+                target, sub, num_chains=s["num_chains"], num_warmup=anneal + ABLATION_ADAPT,
+                num_samples=s["num_samples"], alpha=alpha, num_anneal_steps=anneal))
+            record(target, ref, f"alpha={alpha:g}, anneal={anneal}", "ablation", out,
+                   alpha=alpha, num_anneal_steps=anneal)
+            checkpoint()
+    return {"suite": "multimodal", "settings": settings, "runs": runs}
+
+
+# ----------------------------------------------------------------------------- report
+
+
+MAIN_ORDER = ("dilation_ensemble", "dilation", "nuts", "aies", "smc", "mala_no_path", "exact")
+
+
+def _tv_target(name: str, dim: int) -> float:
+    """Issue 5's TV target: 0.05 for d <= 16, 0.10 at d = 32 and for the Student-t mixture."""
+    return TV_TARGET_HARD if dim > 16 or name.startswith("student") else TV_TARGET_LOW_DIM
+
+
+def _fmt(x: Any, spec: str = ".3f") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return format(x, spec)
+
+
+def _cost(r: dict) -> tuple[str, str]:
+    if r["sampler"] == "aies":
+        return f"{r['density_evals_per_chain']:.0f} dens.", f"{r['density_evals_total']:.3g} dens."
+    if r["sampler"] == "exact":
+        return "–", "–"
+    return f"{r['grads_per_chain']:.0f}", f"{r['grads_total']:.3g}"
+
+
+def report(result: dict, figure_dir: Path) -> str:
+    """Markdown section for ``docs/benchmarks.md``.
+
+    Parameters
+    ----------
+    result : dict
+        The output of :func:`run` (as stored in ``benchmarks/results/multimodal.json``).
+    figure_dir : pathlib.Path
+        Where the PNG figures go (``docs/benchmarks``); the markdown links them
+        as ``benchmarks/<file>.png``, relative to ``docs/``.
+
+    Returns
+    -------
+    str
+        The section, starting with a level-2 heading.
+    """
+    figure_dir = Path(figure_dir)
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    s = result["settings"]
+    runs = result["runs"]
+    main = [r for r in runs if r["group"] == "main"]
+    tnames = list(dict.fromkeys(r["target"] for r in main))
+    tinfo = s["targets"]
+    by = {(r["target"], r["sampler"]): r for r in main}
+    quick = s["num_chains"] < NUM_CHAINS
+    out = ["## Multimodal: mode weights on mixtures with known weights", ""]
+    if quick:
+        out += ["*Quick run (tiny settings): the numbers below only show the suite works.*", ""]
+    if result.get("partial"):
+        missing = [t for t in tnames if (t, "dilation_ensemble") not in by]
+        out += ["**Partial results: the full run was cut short** (it hung inside XLA; see the"
+                " comment in `run_dilation`).  Missing: the ensemble run on "
+                + (", ".join(f"`{t}`" for t in missing) or "no target")
+                + ("" if any(r["group"] == "label_switching" for r in runs)
+                   else "; the label-switching runs")
+                + ("" if any(r["group"] == "ablation" for r in runs) else "; the ablation")
+                + ".", ""]
+    out += [
+        (f"{s['num_chains']} chains per sampler (vectorised), on the targets below; every"
+        " DilationLangevin chain starts at the origin (the dilation centre), NUTS and AIES"
+        " from uniform draws in a box 3 units beyond the modes.  DilationLangevin runs its"
+        f" defaults, {s['num_warmup']} warmup + {s['num_samples']} draws, and spends what it"
+        f" spends; NUTS, AIES and SMC are given a budget of {s['budget']} evaluations per chain"
+        f" (NUTS: {s['nuts_warmup']} warmup iterations, then as many draws as the gradient"
+        " budget allows at its measured tree size; AIES: the same number of *density*"
+        " evaluations, half warmup, no gradients; SMC: "
+        f"{s['smc_particles']} particles with as many MALA steps per tempering step as fill"
+        f" {s['budget']} x {s['num_chains']} gradients, set by an uncounted pilot run)."),
+        "",
+        ("- **TV**: total variation between the fraction of draws in each mode (the component"
+        " of highest log density, weights left out) and the true mass of that region (10^6"
+        " exact draws).  The *exact* row is the TV of as many independent exact draws: the"
+        " Monte Carlo floor for a perfect sampler."),
+        (f"- **modes found**: fraction of modes holding at least {s['found_fraction']:.0%} of the"
+        " draws (every mode holds at least 2% of the mass)."),
+        (f"- **energy distance** between {s['energy_draws']} draws taken at random over chains and"
+        f" iterations and {s['energy_draws']} exact draws; the *exact* row is its floor (two"
+        " exact samples)."),
+        ("- **grads/chain**: gradient evaluations per chain, warmup included (SMC: total / "
+        f"{s['num_chains']}); AIES counts density evaluations.  Times: sampling wall seconds"
+        " with compilation excluded, and compile seconds apart (JAX's compile events), from"
+        " one run each (no repeats: the suite would not fit in its time budget)."),
+        ("- **chains changing mode**: fraction of chains whose draws visit more than one mode"
+         " (not defined for SMC's particles)."),
+        "",
+        "| target | d | modes |",
+        "|---|---|---|",
+    ]
+    for t in tnames:
+        info = tinfo[t]
+        out.append(f"| `{t}` | {info['dim']} | {info['label']} |")
+    out += ["", "### Headline", "",
+            ("| target | sampler | TV | modes found | energy dist. | chains changing mode"
+             " | grads/chain | grads total | sampling s | compile s |"),
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for t in tnames:
+        for name in MAIN_ORDER:
+            r = by.get((t, name))
+            if r is None:
+                continue
+            per, tot = _cost(r)
+            out.append(
+                f"| `{t}` | {SAMPLER_LABELS[name]} | {_fmt(r['tv'])} | {_fmt(r['modes_found'], '.2f')}"
+                f" | {_fmt(r['energy_distance'])} | {_fmt(r.get('chains_switching'), '.2f')}"
+                f" | {per} | {tot} | {_fmt(r.get('sample_s'), '.1f')}"
+                f" | {_fmt(r.get('compile_s'), '.1f')} |")
+    fig = _figure_tv(main, tnames, figure_dir)
+    out += ["", f"![TV by sampler and target](benchmarks/{fig})", ""]
+
+    ens = [by[(t, "dilation_ensemble")] for t in tnames if (t, "dilation_ensemble") in by]
+    if ens:
+        out += ["### Ensemble moves", "",
+                ("Cumulative over warmup and sampling; acceptance and final move probabilities"
+                " of (DE, translate, independence)."), "",
+                ("| target | mode jumps / chain | acceptance by move | move probs | population prob"
+                " | clusters |"), "|---|---|---|---|---|---|"]
+        for r in ens:
+            e = r["ensemble"]
+            out.append(
+                f"| `{r['target']}` | {e['mode_jumps_per_chain']:.1f} | "
+                + ", ".join(f"{a:.3f}" for a in e["accept_rate_by_move"]) + " | "
+                + ", ".join(f"{a:.2f}" for a in e["move_probs"])
+                + f" | {e['population_prob']:.2f} | {e['num_clusters']} |")
+        out.append("")
+
+    out += _targets_section(by, tnames, tinfo, runs)
+
+    abl = [r for r in runs if r["group"] == "ablation"]
+    if abl:
+        fig = _figure_ablation(abl, by, figure_dir)
+        out += ["### Ablation: the path's alpha and length", "",
+                (f"Non-ensemble kernel; warmup = annealing + {s['ablation_adapt']} MALA iterations"
+                f" (the defaults, alpha 0.75 and {s['num_warmup'] // 2} annealing steps, are the"
+                f" main run), {s['num_samples']} draws."), "",
+                "| target | alpha | annealing steps | TV | modes found | energy dist. | grads/chain |",
+                "|---|---|---|---|---|---|---|"]
+        rows = abl + [dict(by[(t, "dilation")], alpha=0.75, num_anneal_steps=s["num_warmup"] // 2)
+                      for t in dict.fromkeys(r["target"] for r in abl) if (t, "dilation") in by]
+        rows += [dict(by[(t, "mala_no_path")], alpha=float("nan"), num_anneal_steps=0)
+                 for t in dict.fromkeys(r["target"] for r in abl) if (t, "mala_no_path") in by]
+        rows.sort(key=lambda r: (r["target"], -1 if r["num_anneal_steps"] == 0 else r["alpha"],
+                                 r["num_anneal_steps"]))
+        for r in rows:
+            alpha = "no path" if r["num_anneal_steps"] == 0 else f"{r['alpha']:g}"
+            out.append(f"| `{r['target']}` | {alpha} | {r['num_anneal_steps']} | {_fmt(r['tv'])}"
+                       f" | {_fmt(r['modes_found'], '.2f')} | {_fmt(r['energy_distance'])}"
+                       f" | {r['grads_per_chain']:.0f} |")
+        out += ["", f"![Ablation](benchmarks/{fig})", ""]
+
+    fig = _figure_fractions(main, tnames, tinfo, figure_dir)
+    out += [f"![Mode fractions against the truth](benchmarks/{fig})", ""]
+    out += _observations(by, tnames, abl)
+    return "\n".join(out)
+
+
+def _targets_section(by: dict, tnames: list[str], tinfo: dict, runs: list[dict]) -> list[str]:
+    """Issue 5's targets, measured; misses say by how much."""
+    out = ["### Issue 5 targets (ensemble mode), measured", "",
+           "| target | requirement | measured | met |", "|---|---|---|---|"]
+    misses = []
+
+    def row(t, req, measured, ok, miss):
+        out.append(f"| `{t}` | {req} | {measured} | {'yes' if ok else '**no**'} |")
+        if not ok:
+            misses.append(f"`{t}`: {req}, missed by {miss}")
+
+    for t in tnames:
+        e = by.get((t, "dilation_ensemble"))
+        if e is None:
+            continue
+        dim = tinfo[t]["dim"]
+        goal = _tv_target(t, dim)
+        row(t, f"TV <= {goal:.2f}", f"{e['tv']:.3f}", e["tv"] <= goal, f"{e['tv'] - goal:.3f}")
+        a = by.get((t, "aies"))
+        if a is not None:
+            if dim >= 8:
+                row(t, "TV below AIES's", f"{e['tv']:.3f} vs {a['tv']:.3f}", e["tv"] < a["tv"],
+                    f"{e['tv'] - a['tv']:.3f}")
+            else:
+                row(t, "TV not above AIES's", f"{e['tv']:.3f} vs {a['tv']:.3f}", e["tv"] <= a["tv"],
+                    f"{e['tv'] - a['tv']:.3f}")
+        n = by.get((t, "nuts"))
+        if n is not None:
+            row(t, "grads/chain <= NUTS's", f"{e['grads_per_chain']:.0f} vs {n['grads_per_chain']:.0f}",
+                e["grads_per_chain"] <= n["grads_per_chain"],
+                f"{e['grads_per_chain'] - n['grads_per_chain']:.0f} gradients per chain")
+    label = [r for r in runs if r["group"] == "label_switching"]
+    for r in label:
+        err = r["max_abs_error"]
+        row("gmm_label_switching", f"{SAMPLER_LABELS[r['sampler']]}: every labelling 1/6 ± {LABEL_TARGET_TOL}",
+            f"max abs. error {err:.3f}", err <= LABEL_TARGET_TOL, f"{err - LABEL_TARGET_TOL:.3f}")
+    out.append("")
+    if label:
+        perms = list(label[0]["fractions"])
+        out += [("Label switching: K = 3 Bayesian Gaussian mixture (`numpyro_dilation.models."
+                "gaussian_mixture_model`, exchangeable priors, 120 points); fraction of draws in"
+                " each of the 3! = 6 labellings (order of the component means; truth 1/6 = 0.167)."),
+                "", "| sampler | " + " | ".join(f"`{p}`" for p in perms) + " | max abs. error | grads/chain"
+                " | sampling s |", "|---|" + "---|" * (len(perms) + 3)]
+        for r in label:
+            out.append(f"| {SAMPLER_LABELS[r['sampler']]} | "
+                       + " | ".join(f"{r['fractions'][p]:.3f}" for p in perms)
+                       + f" | {r['max_abs_error']:.3f} | {r['grads_per_chain']:.0f} | {r['sample_s']:.1f} |")
+        out.append("")
+    if misses:
+        out += ["Missed: " + "; ".join(misses) + ".", ""]
+    else:
+        out += ["Every target above is met.", ""]
+    return out
+
+
+def _observations(by: dict, tnames: list[str], abl: list[dict]) -> list[str]:
+    """Closing notes computed from the figures (which sampler wins where, and the spread)."""
+    out = ["### Reading the numbers", ""]
+    samplers = [n for n in MAIN_ORDER if n != "exact"]
+    for t in tnames:
+        rows = [(by[(t, n)]["tv"], n) for n in samplers if (t, n) in by]
+        if rows:
+            best_tv, best = min(rows)
+            out.append(f"- `{t}`: lowest TV {best_tv:.3f} ({SAMPLER_LABELS[best]}); "
+                       + ", ".join(f"{SAMPLER_LABELS[n]} {v:.3f}" for v, n in rows if n != best)
+                       + ".")
+    for name in ("nuts", "dilation", "mala_no_path"):
+        rows = [by[(t, name)] for t in tnames if (t, name) in by]
+        sw = [r["chains_switching"] for r in rows if r.get("chains_switching") is not None]
+        if rows and sw:
+            out.append(
+                f"- {SAMPLER_LABELS[name]}: TV {min(r['tv'] for r in rows):.3f}-"
+                f"{max(r['tv'] for r in rows):.3f}, and at most {max(sw):.0%} of its chains ever"
+                " change mode during sampling: its mode fractions are fixed by where the chains"
+                " settle during warmup, so more draws cannot correct them.")
+    for t in dict.fromkeys(r["target"] for r in abl):
+        rows = [r for r in abl if r["target"] == t]
+        worst = max(rows, key=lambda r: r["tv"])
+        best = min(rows, key=lambda r: r["tv"])
+        default = f"; defaults {by[(t, 'dilation')]['tv']:.3f}" if (t, "dilation") in by else ""
+        out.append(f"- Ablation on `{t}`: TV from {best['tv']:.3f} (alpha {best['alpha']:g},"
+                   f" {best['num_anneal_steps']} annealing steps) to {worst['tv']:.3f} (alpha"
+                   f" {worst['alpha']:g}, {worst['num_anneal_steps']} steps){default}.")
+    out.append("")
+    return out
+
+
+def _figure_tv(main: list[dict], tnames: list[str], figure_dir: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in MAIN_ORDER if any(r["sampler"] == n for r in main)]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        vals = [next((r["tv"] for r in main if r["target"] == t and r["sampler"] == name), np.nan)
+                for t in tnames]
+        ax.bar(np.arange(len(tnames)) + (j - (len(names) - 1) / 2) * width, np.maximum(vals, 1e-4),
+               width, label=SAMPLER_LABELS[name])
+    ax.axhline(TV_TARGET_LOW_DIM, color="k", lw=0.8, ls="--")
+    ax.axhline(TV_TARGET_HARD, color="k", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(tnames)), tnames, fontsize=8)
+    ax.set_ylabel("mode-weight TV (log)")
+    ax.set_title("Mode-weight TV (dashed: 0.05, dotted: 0.10 targets)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    name = "multimodal_tv.png"
+    fig.savefig(figure_dir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _figure_ablation(abl: list[dict], by: dict, figure_dir: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tnames = list(dict.fromkeys(r["target"] for r in abl))
+    fig, axes = plt.subplots(1, len(tnames), figsize=(4.5 * len(tnames), 3.4), squeeze=False)
+    for ax, t in zip(axes[0], tnames):
+        rows = [r for r in abl if r["target"] == t]
+        if (t, "dilation") in by:
+            default = by[(t, "dilation")]
+            rows.append({**default, "alpha": 0.75,
+                         "num_anneal_steps": NUM_WARMUP // 2})
+        for alpha in sorted({r["alpha"] for r in rows}):
+            pts = sorted((r["num_anneal_steps"], r["tv"]) for r in rows if r["alpha"] == alpha)
+            ax.plot(*zip(*pts), "o-", label=f"alpha = {alpha:g}")
+        if (t, "mala_no_path") in by:
+            ax.axhline(by[(t, "mala_no_path")]["tv"], color="gray", ls="--", label="no path")
+        ax.set_xscale("log")
+        ax.set_xlabel("annealing steps")
+        ax.set_ylabel("TV")
+        ax.set_title(t, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    name = "multimodal_ablation.png"
+    fig.savefig(figure_dir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _figure_fractions(main: list[dict], tnames: list[str], tinfo: dict, figure_dir: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in MAIN_ORDER if n != "exact" and any(r["sampler"] == n for r in main)]
+    fig, axes = plt.subplots(1, len(tnames), figsize=(3.2 * len(tnames), 3.2), squeeze=False)
+    for ax, t in zip(axes[0], tnames):
+        truth = next(r["mode_fractions"] for r in main if r["target"] == t and r["sampler"] == "exact")
+        k = np.arange(len(truth))
+        ax.bar(k, truth, color="lightgray", label="truth")
+        for j, name in enumerate(names):
+            r = next((r for r in main if r["target"] == t and r["sampler"] == name), None)
+            if r is not None:
+                ax.plot(k + (j - len(names) / 2) * 0.08, r["mode_fractions"], "o", ms=3,
+                        label=SAMPLER_LABELS[name])
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("mode")
+    axes[0][0].set_ylabel("fraction of draws")
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    name = "multimodal_fractions.png"
+    fig.savefig(figure_dir / name, dpi=100)
+    plt.close(fig)
+    return name
+
+
+if __name__ == "__main__":
+    import sys
+
+    quick = "--quick" in sys.argv
+    t0 = time.perf_counter()
+    res = run(quick=quick)
+    print(f"total {time.perf_counter() - t0:.1f}s")
+    path = Path(__file__).parent / "results" / ("multimodal_quick.json" if quick else "multimodal.json")
+    path.write_text(json.dumps(res, indent=1))
