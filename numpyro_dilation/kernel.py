@@ -65,6 +65,22 @@ AUTO_DENSE_MAX_DIM = 100
 RECENT_WEIGHT = 0.01
 
 
+def _is_key_batch(rng_key) -> bool:
+    """True for a batch of keys (vectorised chains), False for one key; TypeError otherwise."""
+    if is_prng_key(rng_key):
+        return False
+    dtype = getattr(rng_key, "dtype", None)
+    ndim = np.ndim(rng_key)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and ndim == 1:
+        return True
+    if dtype == jnp.uint32 and ndim == 2 and np.shape(rng_key)[-1] == 2:
+        return True
+    raise TypeError(
+        "`rng_key` must be a JAX random key such as jax.random.PRNGKey(0) (or, for"
+        f" vectorised chains, a batch of them); got {rng_key!r:.80}."
+    )
+
+
 class DilationState(NamedTuple):
     """State of one :class:`DilationLangevin` chain.
 
@@ -366,7 +382,7 @@ class DilationLangevin(MCMCKernel):
         adapting = self._adapt_step_size or self._adapt_mass_matrix
         num_anneal, _ = warmup_phases(num_warmup, self._num_anneal_steps, adapting)
 
-        vectorized = not is_prng_key(rng_key)
+        vectorized = _is_key_batch(rng_key)
         if self._ensemble:
             num_chains = 1 if not vectorized else rng_key.shape[0]
             if not vectorized or num_chains < 4:
@@ -380,12 +396,25 @@ class DilationLangevin(MCMCKernel):
         else:
             rng_key, key_init_model = random.split(rng_key)
         init_params = self._init_model(key_init_model, model_args, model_kwargs, init_params)
+        for leaf in jax.tree.leaves(init_params):
+            if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+                raise TypeError(
+                    "`init_params` must hold floating-point arrays (unconstrained values);"
+                    f" got dtype {jnp.result_type(leaf)}. Pass e.g. jnp.zeros(3) rather than"
+                    " an integer array."
+                )
 
         one_chain_params = jax.tree.map(lambda x: x[0], init_params) if vectorized else init_params
         flat, _ = ravel_pytree(one_chain_params)
         if flat.size == 0:
             raise ValueError("The model has no latent sample sites: there is nothing to sample.")
         size = flat.size
+        if self._t_min < np.finfo(flat.dtype).tiny:
+            raise ValueError(
+                f"`t_min`={self._t_min!r} underflows in {flat.dtype}: it must be at least"
+                f" {np.finfo(flat.dtype).tiny:.3g} (the smallest normal number); values near"
+                " 0.01-0.1 are typical."
+            )
         center = self._resolve_center(one_chain_params, flat)
         dense = self._dense_mass if self._dense_mass is not None else size <= AUTO_DENSE_MAX_DIM
         if self._inverse_mass_matrix is not None and np.shape(self._inverse_mass_matrix)[0] != size:

@@ -67,7 +67,9 @@ BAD_SCHEDULES = st.sampled_from(
 )
 
 POSITIVE_FLOAT = r"must be a positive finite number"
-UNIT_INTERVAL = r"(must be in the open interval \(0, 1\)|must be a number in the open interval \(0, 1\))"
+UNIT_INTERVAL = (
+    r"(must be in the open interval \(0, 1\)|must be a number in the open interval \(0, 1\))"
+)
 BOOL = r"must be True or False"
 
 #: argument -> (strategy of invalid values, regex of the valid range in the message)
@@ -111,7 +113,9 @@ INVALID = {
     "forward_mode_differentiation": (NOT_A_BOOL, BOOL),
     "regularize_mass_matrix": (NOT_A_BOOL, BOOL),
     "dense_mass": (
-        st.one_of(st.integers(), st.text(max_size=3), st.lists(st.tuples(st.just("x")), max_size=2)),
+        st.one_of(
+            st.integers(), st.text(max_size=3), st.lists(st.tuples(st.just("x")), max_size=2)
+        ),
         r"must be True, False or None",
     ),
     "inverse_mass_matrix": (
@@ -133,7 +137,10 @@ INVALID = {
         r"must (have finite positive entries|be a symmetric square matrix|be positive definite"
         r"|be 1-D or 2-D|be an array|have finite entries)",
     ),
-    "init_strategy": (st.one_of(st.text(max_size=5), st.integers(), st.floats()), r"must be a callable"),
+    "init_strategy": (
+        st.one_of(st.text(max_size=5), st.integers(), st.floats()),
+        r"must be a callable",
+    ),
 }
 
 VALID_DEFAULTS = {"model": model}
@@ -236,7 +243,12 @@ def test_invalid_mcmc_settings_numpyro_checks(settings_, match):
     "kwargs,run_kwargs,error,match",
     [
         (dict(center=np.zeros(DIM + 1)), {}, ValueError, f"`center` must have {DIM} entries"),
-        (dict(center={"x": np.zeros(2)}), {}, ValueError, r"`center` given as a dict.*\['s', 'x'\]"),
+        (
+            dict(center={"x": np.zeros(2)}),
+            {},
+            ValueError,
+            r"`center` given as a dict.*\['s', 'x'\]",
+        ),
         (
             dict(inverse_mass_matrix=np.ones(DIM + 2)),
             {},
@@ -274,7 +286,7 @@ def test_potential_fn_init_params_of_the_wrong_number_of_chains():
 
 SCHEDULES = st.one_of(
     st.sampled_from(["geometric", "linear"]),
-    st.floats(0.01, 0.5).map(lambda a: (lambda u: a + (1.0 - a) * u**2)),
+    st.floats(0.01, 0.5).map(lambda a: lambda u: a + (1.0 - a) * u**2),
 )
 CENTERS = st.one_of(
     st.sampled_from(["origin", "init"]),
@@ -350,15 +362,9 @@ def test_every_valid_combination_runs(combination):
     assert np.all(np.isfinite(samples["x"])) and np.all(samples["s"] > 0)
 
 
-# ------------------------------------------------------------------ known gaps (sampler modules)
+# ------------------------------------------------------------------ refused at init, by name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel.init passes integer init_params on to jax.grad: TypeError from"
-    " numpyro/infer/hmc_util.py ('grad requires real- or complex-valued inputs'),"
-    " not a message naming `init_params`",
-)
 def test_integer_init_params_are_refused_by_name():
     mcmc = MCMC(
         DilationLangevin(potential_fn=lambda x: jnp.sum(x**2)),
@@ -370,23 +376,15 @@ def test_integer_init_params_are_refused_by_name():
         mcmc.run(jax.random.PRNGKey(0), init_params=jnp.zeros(3, dtype=jnp.int32))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel.init treats a non-key rng_key as a batch of keys: an integer seed fails"
-    " in vmap(random.split) with 'vmap was requested to map its argument along axis 0'",
-)
 def test_integer_seed_is_refused_by_name():
     mcmc = MCMC(DilationLangevin(model), num_warmup=40, num_samples=5, progress_bar=False)
     with pytest.raises((TypeError, ValueError), match="rng_key"):
         mcmc.run(0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="t_min below float32's smallest normal (1.2e-38) passes the (0, 1) check, flushes"
-    " to 0 at init, and is reported as a non-finite potential 'at the dilation centre'",
-)
 def test_t_min_that_underflows_is_reported_as_t_min():
-    mcmc = MCMC(DilationLangevin(model, t_min=1e-40), num_warmup=40, num_samples=5, progress_bar=False)
+    mcmc = MCMC(
+        DilationLangevin(model, t_min=1e-40), num_warmup=40, num_samples=5, progress_bar=False
+    )
     with pytest.raises(ValueError, match="`t_min`"):
         mcmc.run(jax.random.PRNGKey(0))
