@@ -580,7 +580,7 @@ class DilationLangevin(MCMCKernel):
                 " and smooth (or `center='init'` with a suitable `init_strategy`/`init_params`)."
             )
 
-    def _sample(self, state, model_args, model_kwargs, vectorized, health_checks=True):
+    def _sample(self, state, model_args, model_kwargs, vectorized):
         # Vectorised chains share the iteration counter, so the phase and the
         # window boundaries are decided once for all chains: a per-chain
         # `lax.cond` under `vmap` would compute the costly window end every time.
@@ -603,8 +603,6 @@ class DilationLangevin(MCMCKernel):
             state.adapt_state,
         )
         state = state._replace(adapt_state=adapt_state)
-        if not health_checks:
-            return state
         sampling = i >= num_warmup
         checkpoint = (i == num_warmup - 1) | (
             sampling & ((i - num_warmup) % CHECK_EVERY == CHECK_EVERY - 1)
@@ -639,11 +637,6 @@ class DilationLangevin(MCMCKernel):
             model_args,
             model_kwargs,
             vectorized=True,
-            # No host callback in the ensemble's loop: XLA's CPU runtime was seen to
-            # hang on host callbacks inside large compiled loops (jax-ml/jax#25861),
-            # twice in ensemble runs of 256 chains; the ensemble's extra fields and
-            # acceptance statistics carry the same information.
-            health_checks=False,
         )
         local_jump = vmap(metric_norm_sq)(
             state.adapt_state.inverse_mass_matrix_sqrt, state.y - before.y
