@@ -42,6 +42,12 @@ MIN_MOVE_PROB = 0.05
 MIN_POPULATION_PROB = 0.05
 #: Weight of the newest value in the warmup's running averages.
 EMA_WEIGHT = 0.05
+#: Population moves run on at least this fraction of iterations once warmup has
+#: seen them carry chains between modes (see :func:`tune_ensemble`).
+MULTIMODAL_POPULATION_PROB = 0.5
+#: Warmup rate of accepted mode jumps (per chain and population iteration) above
+#: which the posterior counts as multimodal.
+MULTIMODAL_MIN_JUMP_RATE = 0.002
 #: Fraction of the annealing after which population moves start.
 POPULATION_START = 1.0
 
@@ -125,15 +131,25 @@ def kmeans(
     return centers, labels
 
 
-def fit_clusters(rng_key: jax.Array, points: jax.Array, max_clusters: int, num_active) -> Clusters:
+def fit_clusters(
+    rng_key: jax.Array, points: jax.Array, max_clusters: int, num_active, scale=None
+) -> Clusters:
     """Cluster the inactive half and fit one Gaussian per cluster.
 
-    Each cluster's covariance is its sample covariance shrunk towards the pooled
-    within-cluster covariance (weight ``d / (n_k + d)``), so that a cluster with
-    fewer points than dimensions still has a full-rank proposal.
+    k-means runs on coordinates divided by ``scale``: the within-mode scale (the
+    kernel passes the square root of the inactive half's mean adapted inverse
+    mass-matrix diagonal).  The spread of the points themselves is a poor scale
+    on a multimodal target: it is dominated by the distances between modes, and
+    dividing by it shrank the separation of 4 modes in d = 32 below the
+    within-mode noise of the 30 other coordinates, so k-means split modes
+    instead of finding them.  Each cluster's covariance is its sample covariance
+    shrunk towards the pooled within-cluster covariance (weight
+    ``d / (n_k + d)``), so that a cluster with fewer points than dimensions
+    still has a full-rank proposal.
     """
     n, d = points.shape
-    scale = jnp.std(points, axis=0)
+    if scale is None:
+        scale = jnp.std(points, axis=0)
     scale = jnp.where(scale > 0, scale, 1.0)
     scaled_centers, labels = kmeans(rng_key, points / scale, max_clusters, num_active)
     centers = scaled_centers * scale
@@ -245,6 +261,7 @@ def population_update(
     potential_and_grad,
     metric_norm_sq,
     max_clusters: int = max(CLUSTER_CANDIDATES),
+    scale=None,
 ) -> PopulationUpdate:
     """Update one half of the chains with proposals built from the other half.
 
@@ -266,10 +283,13 @@ def population_update(
         ``(chain, delta) -> squared length of delta`` in that chain's metric.
     max_clusters : int
         Static upper bound on ``num_clusters``.
+    scale : array, shape (d,), optional
+        Within-mode scale of each coordinate for the clustering (a function of
+        the inactive half only); the inactive half's spread by default.
     """
     key_fit, key_move, key_prop, key_accept = random.split(rng_key, 4)
     m = y.shape[0]
-    clusters = fit_clusters(key_fit, others, max_clusters, num_clusters)
+    clusters = fit_clusters(key_fit, others, max_clusters, num_clusters, scale)
     moves = random.categorical(key_move, jnp.log(move_probs), shape=(m,))
     proposals = jax.vmap(propose, in_axes=(0, 0, 0, None, None))(
         random.split(key_prop, m), moves, y, others, clusters
@@ -313,6 +333,9 @@ class EnsembleState(NamedTuple):
         Warmup running averages of the squared jump distance (in the sampler's
         metric) of the local step, of each move, and of the cluster moves for
         each candidate cluster count; they drive the tuning and are frozen with it.
+    mode_jump_rate : float
+        Warmup running average of the fraction of chains whose population move
+        was an accepted mode jump (on iterations that ran population moves).
     accept_prob : array, shape (3,)
         Acceptance probability of each move type this iteration (0 if not proposed).
     num_proposals, num_accepted : array, shape (3,)
@@ -328,6 +351,7 @@ class EnsembleState(NamedTuple):
     jump_local: jax.Array
     jump_moves: jax.Array
     jump_clusters: jax.Array
+    mode_jump_rate: jax.Array
     accept_prob: jax.Array
     num_proposals: jax.Array
     num_accepted: jax.Array
@@ -349,6 +373,7 @@ def init_ensemble_state(num_chains: int, dtype) -> EnsembleState:
         jump_local=jnp.zeros((), dtype),
         jump_moves=jnp.zeros(len(MOVES), dtype),
         jump_clusters=jnp.zeros(len(CLUSTER_CANDIDATES), dtype),
+        mode_jump_rate=jnp.zeros((), dtype),
         accept_prob=jnp.zeros(len(MOVES), dtype),
         num_proposals=jnp.zeros(len(MOVES), int_dtype),
         num_accepted=jnp.zeros(len(MOVES), int_dtype),
@@ -366,6 +391,7 @@ def tune_ensemble(
     cluster_jump: jax.Array,
     final: jax.Array,
     max_candidate: int,
+    mode_jump_fraction: jax.Array = 0.0,
 ) -> EnsembleState:
     """One warmup tuning step of the shared ensemble settings (pure).
 
@@ -375,7 +401,11 @@ def tune_ensemble(
     moves that are mostly rejected.  Move probabilities follow the scores (with
     a floor); population moves run on a fraction of iterations that grows with
     their score relative to the local MALA step (so that a unimodal posterior
-    pays little for them); the cluster count cycles through
+    pays little for them), but on at least :data:`MULTIMODAL_POPULATION_PROB` of
+    them once warmup has seen mode jumps (a local step's squared jump can
+    exceed that of rare mode jumps, yet only the jumps re-weigh the modes, as
+    in 32 dimensions where the ratio alone fell to the floor and left 0.2 jumps
+    per chain); the cluster count cycles through
     :data:`CLUSTER_CANDIDATES` and, at the end of warmup, settles on the one
     whose cluster moves jumped farthest.
 
@@ -395,6 +425,9 @@ def tune_ensemble(
         Last warmup iteration: fix the cluster count.
     max_candidate : int
         Index of the largest usable entry of :data:`CLUSTER_CANDIDATES`.
+    mode_jump_fraction : float
+        Fraction of chains whose population move this iteration was an accepted
+        mode jump.
     """
     w = EMA_WEIGHT
     candidates = jnp.asarray(CLUSTER_CANDIDATES)
@@ -422,6 +455,16 @@ def tune_ensemble(
         MIN_POPULATION_PROB,
         1.0,
     )
+    mode_jump_rate = jnp.where(
+        ran_population,
+        shared.mode_jump_rate + w * (mode_jump_fraction - shared.mode_jump_rate),
+        shared.mode_jump_rate,
+    )
+    population_prob = jnp.where(
+        mode_jump_rate > MULTIMODAL_MIN_JUMP_RATE,
+        jnp.maximum(population_prob, MULTIMODAL_POPULATION_PROB),
+        population_prob,
+    )
     usable = jnp.arange(len(CLUSTER_CANDIDATES)) <= max_candidate
     best = jnp.argmax(jnp.where(usable, jump_clusters, -jnp.inf))
     next_idx = (k_idx + 1) % (max_candidate + 1)
@@ -433,4 +476,5 @@ def tune_ensemble(
         jump_local=jump_local,
         jump_moves=jump_moves,
         jump_clusters=jump_clusters,
+        mode_jump_rate=mode_jump_rate.astype(shared.mode_jump_rate.dtype),
     )

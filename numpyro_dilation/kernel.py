@@ -677,6 +677,7 @@ class DilationLangevin(MCMCKernel):
             jnp.sum(cluster_moves * jump) / jnp.maximum(jnp.sum(cluster_moves), 1.0),
             i == num_warmup - 1,
             self._max_cluster_candidate(n),
+            jnp.mean(mode_jump.astype(state.y.dtype)),
         )
         tuning = (i >= num_anneal) & (i < num_warmup)
         tuned = jax.tree.map(lambda new, old: jnp.where(tuning, new, old), tuned, shared)
@@ -690,6 +691,7 @@ class DilationLangevin(MCMCKernel):
                     "jump_local",
                     "jump_moves",
                     "jump_clusters",
+                    "mode_jump_rate",
                 )
             }
         )
@@ -719,9 +721,13 @@ class DilationLangevin(MCMCKernel):
         shared = jax.tree.map(lambda x: x[0], state.ensemble)
         key_a, key_b = random.split(rng_key)
         sqrt = state.adapt_state.inverse_mass_matrix_sqrt
+        imm = state.adapt_state.inverse_mass_matrix
+        variances = imm if imm.ndim == 2 else jnp.diagonal(imm, axis1=-2, axis2=-1)
 
-        def update(key, idx, others, y, pe, grad):
+        def update(key, idx, other_idx, others, y, pe, grad):
             norm = lambda k, delta: metric_norm_sq(sqrt[idx][k], delta)
+            # the other half's adapted metric: the scale within a mode
+            scale = jnp.sqrt(jnp.mean(variances[other_idx], axis=0))
             return population.population_update(
                 key,
                 y[idx],
@@ -732,15 +738,16 @@ class DilationLangevin(MCMCKernel):
                 shared.num_clusters,
                 pag,
                 norm,
+                scale=scale,
             )
 
         first, second = jnp.arange(half), jnp.arange(half, n)
         y, pe, grad = state.y, target_pe, state.y_grad
-        up_a = update(key_a, first, y[second], y, pe, grad)
+        up_a = update(key_a, first, second, y[second], y, pe, grad)
         y = y.at[first].set(up_a.y)
         pe = pe.at[first].set(up_a.potential_energy)
         grad = grad.at[first].set(up_a.grad)
-        up_b = update(key_b, second, y[first], y, pe, grad)
+        up_b = update(key_b, second, first, y[first], y, pe, grad)
         y = y.at[second].set(up_b.y)
         pe = pe.at[second].set(up_b.potential_energy)
         grad = grad.at[second].set(up_b.grad)
