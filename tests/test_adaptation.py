@@ -7,8 +7,8 @@ import pytest
 
 from numpyro_dilation.adaptation import (
     MIN_ADAPT_STEPS,
-    MIN_DRAWS_PER_DIM,
     MIN_ANNEAL_STEPS,
+    MIN_DRAWS_PER_DIM,
     adaptation_windows,
     gradient_informed_covariance,
     mass_matrix_sqrt,
@@ -89,21 +89,46 @@ def test_gradient_informed_estimate_is_exact_for_gaussians_from_any_positions(d)
 def test_regularization_shrinks_log_eigenvalues_by_stans_weight(x64):
     jax.config.update("jax_enable_x64", x64)
     try:
-        # float32 eigh resolves about 6 decades; float64 many more
-        eig = np.array([1e-2, 1.0, 1e3]) if not x64 else np.array([1e-7, 1.0, 1e3])
-        q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
-        cov = jnp.asarray((q * eig) @ q.T)
         n = 500
         weight = 5.0 / (n + 5.0)
+        # a correlation matrix (unit diagonal): its log eigenvalues are shrunk
+        eig = np.array([0.05, 0.95, 2.0])
+        q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
+        corr = (q * eig) @ q.T
+        sd = np.sqrt(np.diag(corr))
+        corr = corr / np.outer(sd, sd)
+        eig = np.linalg.eigvalsh(corr)
         expected = (1 - weight) * np.log(eig) + weight * np.log(eig).mean()
-        got = np.log(
-            np.linalg.eigvalsh(np.asarray(regularize_covariance(cov, n), dtype=np.float64))
-        )
-        np.testing.assert_allclose(got, expected, atol=0.02)
-        diag = regularize_covariance(jnp.asarray(eig), n)
+        got = np.asarray(regularize_covariance(jnp.asarray(corr), n), dtype=np.float64)
+        np.testing.assert_allclose(np.log(np.linalg.eigvalsh(got)), expected, atol=0.02)
+        # variances spanning 1e8 (beyond float32 eigh): shrunk exactly as a diagonal
+        var = np.array([1e-4, 1.0, 1e4])
+        expected = (1 - weight) * np.log(var) + weight * np.log(var).mean()
+        dense = regularize_covariance(jnp.diag(jnp.asarray(var)), n)
+        np.testing.assert_allclose(np.log(np.diag(np.asarray(dense))), expected, atol=1e-3)
+        diag = regularize_covariance(jnp.asarray(var), n)
         np.testing.assert_allclose(np.log(np.asarray(diag)), expected, atol=1e-3)
     finally:
         jax.config.update("jax_enable_x64", False)
+
+
+def test_gradient_informed_estimate_resolves_scales_beyond_float32_eigh():
+    """Scales 1e-2 ... 1e2 with correlations (variances over 1e8): still exact in float32."""
+    d = 6
+    sd = np.logspace(-2, 2, d)
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(d, d)))
+    corr = (q * np.linspace(0.3, 2.0, d)) @ q.T
+    corr = corr / np.sqrt(np.outer(np.diag(corr), np.diag(corr)))
+    cov = corr * np.outer(sd, sd)
+    ys = np.random.default_rng(2).multivariate_normal(np.zeros(d), cov, size=400)
+    gs = ys @ np.linalg.inv(cov)
+    est = gradient_informed_covariance(
+        jnp.asarray(np.cov(ys.T), jnp.float32), jnp.asarray(np.cov(gs.T), jnp.float32)
+    )
+    est = np.asarray(est, dtype=np.float64)
+    np.testing.assert_allclose(np.sqrt(np.diag(est)) / sd, 1.0, rtol=0.02)
+    est_corr = est / np.sqrt(np.outer(np.diag(est), np.diag(est)))
+    np.testing.assert_allclose(est_corr, corr, atol=0.02)
 
 
 @pytest.mark.parametrize("dense", [False, True])
