@@ -229,8 +229,9 @@ class DilationLangevin(MCMCKernel):
         Use forward-mode differentiation of the potential (for models with
         ``jax.lax.while_loop`` and the like).
     regularize_mass_matrix : bool, default True
-        Shrink each adapted mass matrix towards a multiple of the identity (in
-        log-eigenvalue space, with Stan's weight ``5 / (n + 5)``).
+        Shrink each adapted mass matrix towards a multiple of the identity in
+        log space (log variances, and the log eigenvalues of its correlation
+        matrix), with Stan's weight ``5 / (n + 5)``.
     ensemble : bool, default False
         Ensemble mode: after each chain's own step, move the chains with
         population proposals built from the other half of the chains
