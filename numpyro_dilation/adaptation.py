@@ -206,26 +206,34 @@ def regularize_covariance(cov: ArrayLike, n: ArrayLike):
     The weight ``5 / (n + 5)`` is Stan's; shrinking in log space (rather than
     adding a multiple of the identity, as Stan does) leaves a posterior whose
     scales span many orders of magnitude well conditioned after preconditioning.
-    A diagonal covariance has its log variances shrunk towards their mean.  A
-    dense one is split into its standard deviations and its correlation
-    matrix: the log variances are shrunk as in the diagonal case and the log
-    eigenvalues of the correlation matrix towards their mean, so that scales
-    beyond float32's eigenvalue resolution (1e8 in variance) survive.
+    A diagonal covariance has its log variances shrunk towards their mean, a
+    dense one its log eigenvalues.  When a dense covariance's eigenvalues span
+    more than float32's ``eigh`` can resolve (variances over about 1e7 apart),
+    the log eigenvalues of its correlation matrix are shrunk instead (the
+    variances are kept: shrinking them separately tilts the narrow direction of
+    a strongly correlated posterior, and cost ESS 1632 instead of 25678 on the
+    posteriordb ``earnings`` regression).
     """
     weight = 5.0 / (n + 5.0)
     if jnp.ndim(cov) == 1:
         log_var = jnp.log(cov)
         return jnp.exp((1.0 - weight) * log_var + weight * jnp.mean(log_var))
+    eps = jnp.finfo(cov.dtype).eps
+
+    def shrink_eigenvalues(matrix):
+        w, v = jnp.linalg.eigh(matrix)
+        # eigh cannot resolve eigenvalues below eps * max(w): keep them at that floor.
+        log_w = jnp.log(jnp.clip(w, jnp.max(w) * eps))
+        log_w = (1.0 - weight) * log_w + weight * jnp.mean(log_w)
+        return (v * jnp.exp(log_w)) @ v.T, jnp.min(w) / jnp.max(w)
+
+    whole, resolution = shrink_eigenvalues(cov)
     sd = jnp.sqrt(jnp.diagonal(cov))
-    corr = cov / (sd[:, None] * sd[None, :])
-    w, v = jnp.linalg.eigh(corr)
-    # eigh cannot resolve eigenvalues below eps * max(w): keep them at that floor.
-    log_w = jnp.log(jnp.clip(w, jnp.max(w) * jnp.finfo(cov.dtype).eps))
-    log_w = (1.0 - weight) * log_w + weight * jnp.mean(log_w)
-    corr = (v * jnp.exp(log_w)) @ v.T
-    log_var = 2.0 * jnp.log(sd)
-    sd = jnp.exp(0.5 * ((1.0 - weight) * log_var + weight * jnp.mean(log_var)))
-    out = corr * (sd[:, None] * sd[None, :])
+    # Shrinking the variances separately as well would tilt the narrow direction
+    # of a strongly correlated posterior: only the correlation matrix is shrunk.
+    corr, _ = shrink_eigenvalues(cov / (sd[:, None] * sd[None, :]))
+    split = corr * (sd[:, None] * sd[None, :])
+    out = jnp.where(resolution > 100 * eps, whole, split)
     return 0.5 * (out + out.T)
 
 

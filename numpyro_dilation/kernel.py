@@ -230,8 +230,8 @@ class DilationLangevin(MCMCKernel):
         ``jax.lax.while_loop`` and the like).
     regularize_mass_matrix : bool, default True
         Shrink each adapted mass matrix towards a multiple of the identity in
-        log space (log variances, and the log eigenvalues of its correlation
-        matrix), with Stan's weight ``5 / (n + 5)``.
+        log-eigenvalue space (of its correlation matrix when its eigenvalues
+        span beyond float32's resolution), with Stan's weight ``5 / (n + 5)``.
     ensemble : bool, default False
         Ensemble mode: after each chain's own step, move the chains with
         population proposals built from the other half of the chains
