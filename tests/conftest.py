@@ -1,10 +1,12 @@
 """Shared test helpers: Monte Carlo tolerances and small models."""
 
+import gc
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from numpyro.diagnostics import effective_sample_size
@@ -52,3 +54,16 @@ def run_python(code, env_extra=None, timeout=600):
     if result.returncode != 0:
         pytest.fail(f"subprocess failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}")
     return result.stdout
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """Free each module's compiled XLA programs when it is done.
+
+    Every program keeps its machine code mapped in memory; a whole test run
+    compiles thousands of them, and one process ran out of memory mappings
+    (the kernel's default limit of 65530) and crashed inside LLVM.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
