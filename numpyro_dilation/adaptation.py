@@ -53,6 +53,10 @@ class AdaptState(NamedTuple):
         Preconditioner ``P`` (diagonal as 1-D, dense as 2-D).
     inverse_mass_matrix_sqrt : array
         ``A`` with ``A A^T = P`` (elementwise square root, or lower Cholesky factor).
+    whitening : array
+        ``A^{-1}`` (elementwise, or the inverse lower factor), kept beside ``A``
+        so that lengths in the metric cost a matrix-vector product on the hot
+        path instead of a triangular solve every iteration.
     curvature : float
         Running estimate ``L`` of the potential's curvature in the metric of ``P``,
         which sets the annealing step ``eps * t**(alpha - 1) / L`` (rescaled coordinates).
@@ -65,6 +69,7 @@ class AdaptState(NamedTuple):
     step_size: jax.Array
     inverse_mass_matrix: jax.Array
     inverse_mass_matrix_sqrt: jax.Array
+    whitening: jax.Array
     curvature: jax.Array
     ss_state: tuple
     position_state: tuple
@@ -155,12 +160,19 @@ def lower_triangular_inverse(lower: ArrayLike) -> jax.Array:
     return inv
 
 
-def metric_norm_sq(inverse_mass_matrix_sqrt: ArrayLike, v: ArrayLike):
-    """``v^T P^{-1} v``: squared length of ``v`` in the metric the sampler moves in."""
+def whitening_of(inverse_mass_matrix_sqrt: ArrayLike) -> jax.Array:
+    """``A^{-1}`` for :attr:`AdaptState.whitening`: elementwise, or the inverse lower factor."""
     if jnp.ndim(inverse_mass_matrix_sqrt) == 2:
-        w = lower_triangular_inverse(inverse_mass_matrix_sqrt) @ v
-    else:
-        w = v / inverse_mass_matrix_sqrt
+        return lower_triangular_inverse(inverse_mass_matrix_sqrt)
+    return 1.0 / inverse_mass_matrix_sqrt
+
+
+def metric_norm_sq(whitening: ArrayLike, v: ArrayLike):
+    """``v^T P^{-1} v``: squared length of ``v`` in the metric the sampler moves in.
+
+    ``whitening`` is ``A^{-1}`` with ``A A^T = P`` (see :func:`whitening_of`).
+    """
+    w = whitening @ v if jnp.ndim(whitening) == 2 else whitening * v
     return jnp.dot(w, w)
 
 
@@ -317,10 +329,12 @@ def window_adapter(
             if dense_mass and inverse_mass_matrix.ndim == 1:
                 inverse_mass_matrix = jnp.diag(inverse_mass_matrix)
         step_size = jnp.asarray(step_size, dtype)
+        sqrt = mass_matrix_sqrt(inverse_mass_matrix)
         return AdaptState(
             step_size=step_size,
             inverse_mass_matrix=inverse_mass_matrix,
-            inverse_mass_matrix_sqrt=mass_matrix_sqrt(inverse_mass_matrix),
+            inverse_mass_matrix_sqrt=sqrt,
+            whitening=whitening_of(sqrt),
             curvature=1.0 / step_size,
             ss_state=ss_init(jnp.log(10.0) + jnp.log(step_size)),
             position_state=mm_init(size),
@@ -344,12 +358,19 @@ def window_adapter(
         if regularize_mass_matrix:
             cov = regularize_covariance(cov, n)
         sqrt = mass_matrix_sqrt(cov)
+        whitening = whitening_of(sqrt)
         # A degenerate window (a stuck chain) keeps the previous matrix.
-        ok = jnp.all(jnp.isfinite(cov)) & jnp.all(jnp.isfinite(sqrt)) & (n > 2)
+        ok = (
+            jnp.all(jnp.isfinite(cov))
+            & jnp.all(jnp.isfinite(sqrt))
+            & jnp.all(jnp.isfinite(whitening))
+            & (n > 2)
+        )
         size = cov.shape[0]
         return state._replace(
             inverse_mass_matrix=jnp.where(ok, cov, state.inverse_mass_matrix),
             inverse_mass_matrix_sqrt=jnp.where(ok, sqrt, state.inverse_mass_matrix_sqrt),
+            whitening=jnp.where(ok, whitening, state.whitening),
             # In the new metric a well-estimated posterior has curvature about 1.
             curvature=jnp.where(ok, jnp.ones_like(state.curvature), state.curvature),
             position_state=mm_init(size),
@@ -396,7 +417,7 @@ def restart_dual_averaging(state: AdaptState, step_size) -> AdaptState:
     return state._replace(step_size=step_size, ss_state=ss_init(jnp.log(10.0) + jnp.log(step_size)))
 
 
-def update_curvature(curvature, y, grad, y_new, grad_new, inverse_mass_matrix_sqrt, diverging):
+def update_curvature(curvature, y, grad, y_new, grad_new, whitening, diverging):
     """Track the curvature ``L`` of the potential from the secant along a move.
 
     ``(g' - g) . (y' - y) / |y' - y|^2`` in the sampler's metric needs no extra
@@ -409,7 +430,7 @@ def update_curvature(curvature, y, grad, y_new, grad_new, inverse_mass_matrix_sq
     """
     delta = y_new - y
     grad_delta = grad_new - grad
-    secant = jnp.dot(grad_delta, delta) / metric_norm_sq(inverse_mass_matrix_sqrt, delta)
+    secant = jnp.dot(grad_delta, delta) / metric_norm_sq(whitening, delta)
     log_ratio = jnp.log(jnp.maximum(secant, 1e-3 * curvature)) - jnp.log(curvature)
     # Differences at the level of rounding error say nothing about curvature; fed
     # back they would shrink the step, and with it the differences, without end.

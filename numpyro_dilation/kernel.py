@@ -639,9 +639,7 @@ class DilationLangevin(MCMCKernel):
             model_kwargs,
             vectorized=True,
         )
-        local_jump = vmap(metric_norm_sq)(
-            state.adapt_state.inverse_mass_matrix_sqrt, state.y - before.y
-        )
+        local_jump = vmap(metric_norm_sq)(state.adapt_state.whitening, state.y - before.y)
 
         shared = jax.tree.map(lambda x: x[0], state.ensemble)
         start = jnp.floor(population.POPULATION_START * num_anneal).astype(i.dtype)
@@ -721,12 +719,12 @@ class DilationLangevin(MCMCKernel):
         target_pe = state.potential_energy - log_t  # the target's own potential at y
         shared = jax.tree.map(lambda x: x[0], state.ensemble)
         key_a, key_b = random.split(rng_key)
-        sqrt = state.adapt_state.inverse_mass_matrix_sqrt
+        whitening = state.adapt_state.whitening
         imm = state.adapt_state.inverse_mass_matrix
         variances = imm if imm.ndim == 2 else jnp.diagonal(imm, axis1=-2, axis2=-1)
 
         def update(key, idx, other_idx, others, y, pe, grad):
-            norm = lambda k, delta: metric_norm_sq(sqrt[idx][k], delta)
+            norm = lambda k, delta: metric_norm_sq(whitening[idx][k], delta)
             # the other half's adapted metric: the scale within a mode
             scale = jnp.sqrt(jnp.mean(variances[other_idx], axis=0))
             return population.population_update(
@@ -843,7 +841,7 @@ class DilationLangevin(MCMCKernel):
             state.y_grad,
             move.proposal,
             move.proposal_grad,
-            adapt.inverse_mass_matrix_sqrt,
+            adapt.whitening,
             move.diverging,
         )
         adapt = adapt._replace(curvature=jnp.where(annealing, curvature, adapt.curvature))

@@ -12,9 +12,11 @@ from numpyro_dilation.adaptation import (
     adaptation_windows,
     gradient_informed_covariance,
     mass_matrix_sqrt,
+    metric_norm_sq,
     regularize_covariance,
     update_curvature,
     warmup_phases,
+    whitening_of,
     window_adapter,
 )
 
@@ -216,3 +218,13 @@ def test_curvature_tracks_secants_and_divergences():
     # a move too small to resolve leaves the estimate alone
     tiny = update_curvature(jnp.array(10.0), y, grad, y, grad, jnp.ones(2), False)
     assert float(tiny) == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_metric_norm_is_the_inverse_metric_quadratic_form(dense):
+    P = random_gaussian(4, jax.random.PRNGKey(7), condition=1e2)
+    P = P if dense else jnp.diag(P)
+    v = jnp.array([1.0, -2.0, 0.5, 3.0])
+    exact = v @ jnp.linalg.solve(P if dense else jnp.diag(P), v)
+    got = metric_norm_sq(whitening_of(mass_matrix_sqrt(P)), v)
+    np.testing.assert_allclose(float(got), float(exact), rtol=1e-4)
