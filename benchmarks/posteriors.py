@@ -21,20 +21,13 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
+from numpyro_dilation.models import eight_schools_model
+
 DATA_DIR = Path(__file__).resolve().parent / "posteriordb"
 
 
 def _flat(shape=()):
     return dist.ImproperUniform(constraints.real, (), shape)
-
-
-def eight_schools_noncentered(sigma, y=None):
-    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
-    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
-    with numpyro.plate("J", sigma.shape[0]):
-        theta_trans = numpyro.sample("theta_trans", dist.Normal(0.0, 1.0))
-        theta = numpyro.deterministic("theta", mu + tau * theta_trans)
-        numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
 
 
 def kidscore_momiq(mom_iq, kid_score=None):
@@ -147,7 +140,7 @@ POSTERIORS = {
     for p in (
         Posterior(
             "eight_schools-eight_schools_noncentered",
-            eight_schools_noncentered,
+            eight_schools_model,  # the package's own copy of posteriordb's model
             _eight_schools_args,
         ),
         Posterior("kidiq-kidscore_momiq", kidscore_momiq, _kidiq_args),
