@@ -1,9 +1,12 @@
-"""The six posteriordb posteriors of ``benchmarks/posteriordb`` as NumPyro models.
+"""The nine posteriordb posteriors of ``benchmarks/posteriordb`` as NumPyro models.
 
 Each entry of :data:`POSTERIORS` gives the model, a function building its
 arguments from ``data.json``, and the reference draws (10 chains x 1000 Stan
 NUTS draws) to judge a run against.  Flat priors are NumPyro's
-``ImproperUniform``, as in the Stan programs.
+``ImproperUniform``, as in the Stan programs.  :data:`ORIGINAL_SIX` names the
+six that the posteriordb suite has always run; the other three (kilpisjarvi,
+arma11, hmm_example) are translations of the ``model.stan`` shipped beside
+their data.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from jax.scipy.special import logsumexp
 from numpyro.distributions import constraints
 
 from numpyro_dilation.models import eight_schools_model
@@ -53,6 +58,72 @@ def linear_regression_flat(X, y=None):
     beta = numpyro.sample("beta", _flat((X.shape[1],)))
     sigma = numpyro.sample("sigma", dist.ImproperUniform(constraints.positive, (), ()))
     numpyro.sample("y", dist.Normal(X @ beta, sigma), obs=y)
+
+
+def kilpisjarvi(x, pmualpha, psalpha, pmubeta, psbeta, y=None):
+    """Linear trend over years; ``sigma > 0`` flat (posteriordb ``kilpisjarvi``).
+
+    ``x`` is left uncentred, as in the Stan program, so that ``alpha`` and
+    ``beta`` keep their posterior correlation of about -0.99999.
+    """
+    alpha = numpyro.sample("alpha", dist.Normal(pmualpha, psalpha))
+    beta = numpyro.sample("beta", dist.Normal(pmubeta, psbeta))
+    sigma = numpyro.sample("sigma", dist.ImproperUniform(constraints.positive, (), ()))
+    numpyro.sample("y", dist.Normal(alpha + beta * x, sigma), obs=y)
+
+
+def arma11(y):
+    """ARMA(1, 1) with the recursive error term of posteriordb's ``arma11`` (``err[0] = 0``)."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+    phi = numpyro.sample("phi", dist.Normal(0.0, 2.0))
+    theta = numpyro.sample("theta", dist.Normal(0.0, 2.0))
+    sigma = numpyro.sample("sigma", dist.HalfCauchy(2.5))
+
+    def step(err_prev, obs):
+        y_prev, y_t = obs
+        err = y_t - (mu + phi * y_prev + theta * err_prev)
+        return err, err
+
+    err_1 = y[0] - (mu + phi * mu)
+    _, err_rest = jax.lax.scan(step, err_1, (y[:-1], y[1:]))
+    err = jnp.concatenate([err_1[None], err_rest])
+    # the errors are functions of the parameters, so this is a factor, not an observed site
+    numpyro.factor("err", dist.Normal(0.0, sigma).log_prob(err).sum())
+
+
+def hmm_example(y):
+    """Two-state Gaussian HMM, marginalised by the forward algorithm (posteriordb ``hmm_example``).
+
+    ``theta1``, ``theta2`` are the transition rows (uniform on the simplex, as
+    Stan's unconstrained ``simplex``); ``mu`` is positive and ordered, with
+    ``mu[1] ~ Normal(3, 1)`` and ``mu[2] ~ Normal(10, 1)`` added to the target.
+    """
+    theta1 = numpyro.sample("theta1", dist.Dirichlet(jnp.ones(2)))
+    theta2 = numpyro.sample("theta2", dist.Dirichlet(jnp.ones(2)))
+    mu = numpyro.sample(
+        "mu", dist.ImproperUniform(constraints.positive_ordered_vector, (), (2,))
+    )
+    numpyro.factor(
+        "mu_prior", dist.Normal(3.0, 1.0).log_prob(mu[0]) + dist.Normal(10.0, 1.0).log_prob(mu[1])
+    )
+    log_theta = jnp.log(jnp.stack([theta1, theta2]))  # [from state j, to state k]
+    emission = dist.Normal(mu, 1.0).log_prob(y[:, None])  # (N, K)
+
+    def forward(gamma, emission_t):
+        gamma = logsumexp(gamma[:, None] + log_theta, axis=0) + emission_t
+        return gamma, None
+
+    gamma, _ = jax.lax.scan(forward, emission[0], emission[1:])
+    numpyro.factor("y", logsumexp(gamma))
+
+
+def _kilpisjarvi_args(d):
+    priors = {k: float(d[k]) for k in ("pmualpha", "psalpha", "pmubeta", "psbeta")}
+    return (jnp.asarray(d["x"], float),), {**priors, "y": jnp.asarray(d["y"], float)}
+
+
+def _series_args(d):
+    return (jnp.asarray(d["y"], float),), {}
 
 
 def _eight_schools_args(d):
@@ -148,8 +219,14 @@ POSTERIORS = {
         Posterior("sblrc-blr", blr, _blr_args),
         Posterior("mesquite-logmesquite", linear_regression_flat, _mesquite_args),
         Posterior("nes1972-nes", linear_regression_flat, _nes_args),
+        Posterior("kilpisjarvi_mod-kilpisjarvi", kilpisjarvi, _kilpisjarvi_args),
+        Posterior("arma-arma11", arma11, _series_args),
+        Posterior("hmm_example-hmm_example", hmm_example, _series_args),
     )
 }
+
+#: The six posteriors of the original posteriordb suite (its results and page name these).
+ORIGINAL_SIX = tuple(list(POSTERIORS)[:6])
 
 
 def stan_names(samples: dict[str, np.ndarray], names) -> dict[str, np.ndarray]:
