@@ -41,6 +41,28 @@ napoleon_use_ivar = True
 # Offline builds: no inventories are fetched; references to NumPyro and JAX stay plain text.
 intersphinx_mapping = {}
 
-html_theme = "alabaster"
-html_static_path = []
+# ArviZ's theme, laid out for a flat site: the pages are linked from the header
+# (short titles come from the toctree in index.md), so the left sidebar, which
+# would only repeat them, is dropped and the article column gets its width;
+# the right sidebar keeps the page's contents.  _static/custom.css sets tables
+# in a smaller font that wraps between words, and _static/table-breaks.js lets
+# snake_case and mu0<mu1<mu2 column names wrap too, so that the generated
+# benchmark and comparison tables (up to ten columns) fit at 1280 px.
+html_theme = "pydata_sphinx_theme"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+html_js_files = ["table-breaks.js"]
 html_title = f"numpyro-dilation {release}"
+html_theme_options = {
+    "navbar_align": "left",
+    "header_links_before_dropdown": 6,
+    # The search field would not fit beside six links at 1280 px: an icon instead.
+    "navbar_persistent": [],
+    "navbar_end": ["search-button", "theme-switcher"],
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "secondary_sidebar_items": ["page-toc"],
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version", "theme-version"],
+}
+html_sidebars = {"**": []}
