@@ -27,7 +27,7 @@ from typing import Any
 
 from benchmarks.common import SCHEMA_VERSION
 
-SUITES = ("posteriordb", "multimodal", "ensemble_cost", "overhead", "scaling")
+SUITES = ("posteriordb", "hard_geometry", "multimodal", "ensemble_cost", "overhead", "scaling")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PACKAGES = ("numpyro_dilation", "numpyro", "jax", "jaxlib", "blackjax", "arviz", "numpy")
 

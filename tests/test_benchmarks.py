@@ -2,8 +2,9 @@
 
 Benchmarks measure, tests assert: nothing here checks a figure's value, only
 that every suite runs, writes the documented JSON and reports every sampler,
-so that the suites cannot rot.  All four quick suites together take about two
-minutes on the 2-core CPU machine, in one subprocess (as a user runs them).
+so that the suites cannot rot.  The quick suites run in one subprocess (as a
+user runs them); hard_geometry's quick mode starts its own subprocess with
+``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` (see its docstring).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = ("posteriordb", "multimodal", "ensemble_cost", "overhead", "scaling")
+SUITES = ("posteriordb", "hard_geometry", "multimodal", "ensemble_cost", "overhead", "scaling")
 METADATA = (
     "schema_version",
     "suite",

@@ -1,0 +1,204 @@
+"""Regenerate the cached reference draws of the hard_geometry suite.
+
+Usage::
+
+    python -m benchmarks.make_references [TARGET ...]   # default: every cached target
+
+For each target of :data:`REFERENCE_MODELS` (those of
+:mod:`benchmarks.hard_geometry` whose truth is not analytic and that
+posteriordb does not cover) this runs long float64 NumPyro NUTS chains on a
+reference parametrisation of the same posterior (non-centred where that
+helps: the Brownian bridge's walk, the stochastic volatility's log-variances,
+the Cox process's field), one chain after another, and writes
+``benchmarks/references/TARGET.npz`` (compressed) with
+
+* ``names``: Stan-style parameter names (``"x[3]"``, 1-based), the ones the
+  suite judges a run by;
+* ``mean``, ``sd``: float64 moments over **all** draws of the run;
+* ``draws``: float32 draws, evenly thinned to at most :data:`MAX_STORED_FLOATS`
+  numbers (draws x parameters), to look at the reference's shape;
+* ``num_chains``, ``num_warmup``, ``num_samples``, ``seed``, ``ess_bulk``,
+  ``rhat`` (per parameter, of the full run), ``draws_thin``.
+
+The runs are CPU-heavy: run one at a time, under ``nice``.  Everything is
+seeded, so a rerun on the same versions reproduces the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # before any array is made
+
+import arviz as az  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import numpyro  # noqa: E402
+import numpyro.distributions as dist  # noqa: E402
+from numpyro.infer import MCMC, NUTS  # noqa: E402
+
+from benchmarks import hard_geometry as hg  # noqa: E402
+from benchmarks.common import scalar_draws  # noqa: E402
+
+__all__ = ["MAX_STORED_FLOATS", "REFERENCE_MODELS", "Reference", "make_reference", "main"]
+
+#: Cap on the stored draws (draws x parameters), to keep each file near a megabyte.
+MAX_STORED_FLOATS = 250_000
+
+
+def bridge_noncentred(observed_index, y=None):
+    """:func:`~benchmarks.hard_geometry.brownian_bridge_model` with the walk's increments standardised."""
+    innovation = numpyro.sample("innovation_scale", dist.LogNormal(0.0, 2.0))
+    observation = numpyro.sample("observation_scale", dist.LogNormal(0.0, 2.0))
+    z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([hg.BRIDGE_STEPS]).to_event(1))
+    x = numpyro.deterministic("x", innovation * jnp.cumsum(z))
+    numpyro.sample("y", dist.Normal(x[observed_index], observation).to_event(1), obs=y)
+
+
+def sv_noncentred(returns):
+    """:func:`~benchmarks.hard_geometry.stochastic_volatility_model` with standardised innovations."""
+    mu, phi, sigma = hg._sv_globals()
+    z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([returns.shape[0]]).to_event(1))
+
+    def step(h_prev, z_t):
+        h_t = mu + phi * (h_prev - mu) + sigma * z_t
+        return h_t, h_t
+
+    h1 = mu + hg.sv_stationary_sd(phi, sigma) * z[0]
+    _, rest = jax.lax.scan(step, h1, z[1:])
+    h = numpyro.deterministic("h", jnp.concatenate([h1[None], rest]))
+    numpyro.sample("returns", dist.Normal(0.0, jnp.exp(h / 2)).to_event(1), obs=returns)
+
+
+def lgcp_noncentred(chol, counts=None):
+    """:func:`~benchmarks.hard_geometry.lgcp_model` as ``f = mu + sigma L z`` (``L`` factorised once)."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([chol.shape[0]]).to_event(1))
+    f = numpyro.deterministic("f", mu + sigma * (chol @ z))
+    numpyro.sample("counts", dist.Poisson(jnp.exp(f)).to_event(1), obs=counts)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """How to make one target's reference: a model, its float64 arguments and the run's size."""
+
+    model: Callable
+    make_args: Callable[[], tuple[tuple, dict]]
+    sites: tuple[str, ...]  # the sites the suite judges (those of the benchmark model)
+    num_samples: int  # per chain
+    num_chains: int = 4
+    num_warmup: int = 1000
+    target_accept_prob: float = 0.9
+
+
+def _bridge_args():
+    index, y = hg._bridge_data()
+    return (jnp.asarray(index),), {"y": jnp.asarray(y)}
+
+
+def _lgcp_args():
+    chol = np.linalg.cholesky(hg.lgcp_correlation())
+    return (jnp.asarray(chol),), {"counts": jnp.asarray(hg._lgcp_data())}
+
+
+REFERENCE_MODELS: dict[str, Reference] = {
+    "brownian_bridge": Reference(
+        bridge_noncentred, _bridge_args, ("innovation_scale", "observation_scale", "x"), 2500
+    ),
+    "stochastic_volatility": Reference(
+        sv_noncentred,
+        lambda: ((jnp.asarray(hg._sv_data()),), {}),
+        ("mu", "phi", "sigma", "h"),
+        2500,
+    ),
+    "item_response_2pl": Reference(
+        hg.item_response_2pl_model,
+        lambda: ((hg.IRT_STUDENTS, hg.IRT_ITEMS), {"y": jnp.asarray(hg._irt_data())}),
+        ("delta", "theta", "beta", "alpha"),
+        1500,
+        target_accept_prob=0.8,
+    ),
+    "lgcp": Reference(lgcp_noncentred, _lgcp_args, ("mu", "sigma", "f"), 2500),
+}
+
+
+def make_reference(name: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """Run the reference chains of target ``name`` and write its ``.npz``; return the arrays."""
+    ref = REFERENCE_MODELS[name]
+    args, kwargs = ref.make_args()
+    mcmc = MCMC(
+        NUTS(ref.model, target_accept_prob=ref.target_accept_prob),
+        num_warmup=ref.num_warmup,
+        num_samples=ref.num_samples,
+        num_chains=ref.num_chains,
+        chain_method="sequential",  # no batched LAPACK, no idle chains waiting on long trees
+        progress_bar=False,
+    )
+    start = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(seed), *args, **kwargs)
+    wall = time.perf_counter() - start
+    samples = mcmc.get_samples(group_by_chain=True)
+    draws = _stan_names(scalar_draws({site: np.asarray(samples[site]) for site in ref.sites}))
+    names = list(draws)
+    stacked = np.stack([draws[k] for k in names], axis=-1)  # (chains, draws, params)
+    flat = stacked.reshape(-1, stacked.shape[-1])
+    ess = np.array([float(az.ess(draws[k], method="bulk")) for k in names])
+    rhat = np.array([float(az.rhat(draws[k])) for k in names])
+    keep = max(1, min(len(flat), MAX_STORED_FLOATS // len(names)))
+    thin = int(np.ceil(len(flat) / keep))
+    # interleave chains before thinning so every chain contributes
+    interleaved = np.swapaxes(stacked, 0, 1).reshape(-1, stacked.shape[-1])
+    out = {
+        "names": np.array(names),
+        "mean": flat.mean(axis=0),
+        "sd": flat.std(axis=0, ddof=1),
+        "draws": interleaved[::thin].astype(np.float32),
+        "draws_thin": np.array(thin),
+        "ess_bulk": ess,
+        "rhat": rhat,
+        "num_chains": np.array(ref.num_chains),
+        "num_warmup": np.array(ref.num_warmup),
+        "num_samples": np.array(ref.num_samples),
+        "seed": np.array(seed),
+        "divergences": np.array(int(np.sum(mcmc.get_extra_fields()["diverging"]))),
+    }
+    hg.REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(hg.reference_file(name), **out)
+    print(
+        f"{name}: {len(names)} parameters, {flat.shape[0]} draws in {wall:.0f} s;"
+        f" min bulk ESS {ess.min():.0f} ({names[int(ess.argmin())]}), max R-hat {rhat.max():.4f},"
+        f" divergences {int(out['divergences'])} -> {hg.reference_file(name)}",
+        flush=True,
+    )
+    return out
+
+
+def _stan_names(draws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``"x[0]"`` (``scalar_draws``'s 0-based names) -> ``"x[1]"`` (Stan's 1-based)."""
+    out = {}
+    for key, value in draws.items():
+        site, _, index = key.partition("[")
+        out[f"{site}[{int(index[:-1]) + 1}]" if index else site] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.make_references", description=__doc__)
+    parser.add_argument("targets", nargs="*", metavar="TARGET", help=", ".join(REFERENCE_MODELS))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    unknown = [t for t in args.targets if t not in REFERENCE_MODELS]
+    if unknown:
+        parser.error(f"unknown TARGET {unknown}; choose from {', '.join(REFERENCE_MODELS)}")
+    for name in args.targets or REFERENCE_MODELS:
+        make_reference(name, args.seed)
+
+
+if __name__ == "__main__":
+    main()
