@@ -3,12 +3,15 @@
 Conventions used by every suite (and documented in ``benchmarks/README.md``):
 
 * **Times exclude compilation.**  Warmup and sampling are compiled ahead of
-  time (``jax.jit(...).lower(...).compile()``), which gives ``compile_s``
-  directly, then run ``repeats`` times from fresh keys; medians are reported.
+  time (``jax.jit(...).lower(...).compile()``, timed by the package's
+  :func:`~numpyro_dilation.workflow.results.measure_compile`, which gives
+  ``compile_s``), then run ``repeats`` times from fresh keys; medians are reported.
 * **Gradient evaluations** are counted over warmup and sampling, summed over
-  chains: ``num_grad_evals`` for :class:`~numpyro_dilation.DilationLangevin`,
-  ``num_steps`` (leapfrog steps) plus one initial gradient per chain for NUTS,
-  one per iteration (plus one initial) for MALA.
+  chains, by the package's
+  :func:`~numpyro_dilation.workflow.results.count_grad_evals`: ``num_grad_evals``
+  for :class:`~numpyro_dilation.DilationLangevin`, ``num_steps`` (leapfrog
+  steps) plus one initial gradient per chain for NUTS; one per iteration (plus
+  one initial) for MALA.
 * **ESS** is ArviZ's rank-normalised bulk and tail ESS, per scalar parameter;
   suites report the minimum over parameters.
 """
@@ -25,6 +28,9 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from numpyro_dilation.workflow.inference_data import grad_eval_field
+from numpyro_dilation.workflow.results import count_grad_evals, measure_compile
 
 #: Version of the JSON layout written by ``benchmarks/run.py``; bump on breaking changes.
 SCHEMA_VERSION = 1
@@ -88,32 +94,6 @@ class MCMCRun:
         return self.grad_evals_warmup + self.grad_evals_sample
 
 
-def _grad_field(kernel: Any) -> str:
-    # DilationLangevin keeps a cumulative per-chain counter; HMC/NUTS report
-    # leapfrog steps per iteration.
-    return "num_grad_evals" if type(kernel).__name__ == "DilationLangevin" else "num_steps"
-
-
-def count_grad_evals(field_name: str, warmup: np.ndarray, sample: np.ndarray) -> tuple[int, int]:
-    """Gradient evaluations of warmup and sampling, summed over chains.
-
-    Parameters
-    ----------
-    field_name : {"num_grad_evals", "num_steps"}
-        ``num_grad_evals`` is cumulative per chain (DilationLangevin, includes
-        the initial gradient); ``num_steps`` counts leapfrog steps per
-        iteration (NUTS/HMC; one initial gradient per chain is added).
-    warmup, sample : array
-        The field over warmup and sampling, shape ``(chains, iterations)``.
-    """
-    warmup, sample = np.asarray(warmup), np.asarray(sample)
-    if field_name == "num_grad_evals":
-        at_warmup_end = warmup[:, -1].astype(np.int64)
-        return int(at_warmup_end.sum()), int((sample[:, -1] - at_warmup_end).sum())
-    num_chains = warmup.shape[0]
-    return int(warmup.sum()) + num_chains, int(sample.sum())
-
-
 def _kernel_loop(kernel: Any, length: int, fields: tuple[str, ...], collect_z: bool) -> Callable:
     """A jitted ``lax.scan`` of ``kernel.sample`` over vectorised chains.
 
@@ -163,7 +143,12 @@ def run_mcmc(
     keys (``fold_in(rng_key, r)``) and the medians reported; the draws of the last repeat are returned.
     """
     model_kwargs = model_kwargs or {}
-    grad_field = _grad_field(kernel)
+    grad_field = grad_eval_field(kernel)
+    if grad_field is None:
+        raise ValueError(
+            "run_mcmc counts the gradients of DilationLangevin, HMC and NUTS only;"
+            f" got {type(kernel).__name__}."
+        )
     fields = tuple(dict.fromkeys((grad_field, *extra_fields)))
 
     state = block(
@@ -171,16 +156,15 @@ def run_mcmc(
             jax.random.split(rng_key, num_chains), num_warmup, init_params, model_args, model_kwargs
         )
     )
-    start = time.perf_counter()
     programs = {}  # one compiled program per loop length (warmup and sampling often share)
-    for length in (num_warmup, num_samples):
-        if length not in programs:
-            programs[length] = (
-                _kernel_loop(kernel, length, fields, True)
-                .lower(state, model_args, model_kwargs)
-                .compile()
-            )
-    compile_s = time.perf_counter() - start
+    with measure_compile() as compiling:
+        for length in (num_warmup, num_samples):
+            if length not in programs:
+                programs[length] = (
+                    _kernel_loop(kernel, length, fields, True)
+                    .lower(state, model_args, model_kwargs)
+                    .compile()
+                )
     times = []
     for repeat in range(1, repeats + 1):
         # same initial points, fresh keys (re-initialising is slow, eager code)
@@ -195,14 +179,14 @@ def run_mcmc(
     out = jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), out)
     warm = np.swapaxes(np.asarray(warm[grad_field]), 0, 1)
     samples = out.pop("z")
-    gw, gs = count_grad_evals(grad_field, warm, out[grad_field])
+    gw, gs = count_grad_evals({grad_field: warm}, {grad_field: out[grad_field]})
     return MCMCRun(
         samples=samples,
         warmup_s=median([w for w, _ in times]),
         sample_s=median([s for _, s in times]),
-        compile_s=compile_s,
-        grad_evals_warmup=gw,
-        grad_evals_sample=gs,
+        compile_s=compiling.compile_s,
+        grad_evals_warmup=int(gw),
+        grad_evals_sample=int(gs),
         extra=out,
         times=times,
     )
@@ -353,13 +337,12 @@ def run_blackjax_mala(
         lambda x: -potential_fn(x), num_warmup, num_samples, target_accept_prob
     )
     keys = jax.random.split(rng_key, num_chains)
-    start = time.perf_counter()
-    warmup_c = warmup.lower(keys, init_positions).compile()
-    compile_s = time.perf_counter() - start
+    with measure_compile() as compiling_warmup:
+        warmup_c = warmup.lower(keys, init_positions).compile()
     state, step = block(warmup_c(keys, init_positions))
-    start = time.perf_counter()
-    sample_c = sample.lower(keys, state, step).compile()
-    compile_s += time.perf_counter() - start
+    with measure_compile() as compiling_sample:
+        sample_c = sample.lower(keys, state, step).compile()
+    compile_s = compiling_warmup.compile_s + compiling_sample.compile_s
     times = []
     for repeat in range(repeats):
         k_warm, k_sample = jax.random.split(jax.random.fold_in(rng_key, repeat + 1))

@@ -34,6 +34,7 @@ from numpyro.infer import MCMC
 
 from benchmarks import common
 from numpyro_dilation import DilationLangevin
+from numpyro_dilation.workflow.results import measure_compile
 
 TARGET_RATIO = 1.3
 STEP_SIZE = 0.5  # floor's fixed MALA step (acceptance ~0.6-0.9 on N(0, I), d <= 1000)
@@ -74,12 +75,11 @@ def floor_program(num_steps: int, step_size: float = STEP_SIZE):
 def measure_floor(d: int, num_chains: int, num_steps: int, repeats: int) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(0), num_chains)
     y0 = jnp.zeros((num_chains, d))
-    start = time.perf_counter()
-    program = floor_program(num_steps).lower(keys, y0).compile()
-    compile_s = time.perf_counter() - start
+    with measure_compile() as compiling:
+        program = floor_program(num_steps).lower(keys, y0).compile()
     times = [common.timed(program, jax.random.split(keys[0], num_chains), y0)[1]]
     times += [common.timed(program, keys, y0)[1] for _ in range(repeats - 1)]
-    return {"per_transition_s": common.median(times) / num_steps, "compile_s": compile_s}
+    return {"per_transition_s": common.median(times) / num_steps, "compile_s": compiling.compile_s}
 
 
 def measure_kernel(d: int, num_chains: int, num_steps: int, dense_mass, repeats: int) -> dict:

@@ -3,7 +3,7 @@
 Every script accepts ``--num-chains``, ``--num-warmup``, ``--num-samples``,
 ``--seed`` and ``--out`` (the figures' folder, default ``./NAME-figures``), so
 that it can also run with tiny settings.  The models and data live in
-:mod:`numpyro_dilation.models`; ``numpyro-dilation compare NAME`` runs the same
+:mod:`numpyro_dilation.workflow.examples`; ``numpyro-dilation compare NAME`` runs the same
 comparison and writes a full report.
 """
 
@@ -13,8 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from numpyro_dilation.models import MissingDependencyError, get_example
-from numpyro_dilation.report import slug
+from numpyro_dilation.workflow.comparison import compare_example
+from numpyro_dilation.workflow.examples import MissingDependencyError, get_example
+from numpyro_dilation.workflow.plots import require_matplotlib
+from numpyro_dilation.workflow.report import slug
 
 
 def _positive_int(text):
@@ -42,7 +44,8 @@ def main_for(name, extra_figures=None, argv=None):
     except MissingDependencyError as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
 
-    comparisons = example.compare(
+    comparisons = compare_example(
+        example,
         num_chains=args.num_chains,
         num_warmup=args.num_warmup,
         num_samples=args.num_samples,
@@ -71,8 +74,6 @@ def posterior(comparison, sampler):
 
 
 def new_figure(**kwargs):
-    from numpyro_dilation.plots import require_matplotlib
-
     Figure = require_matplotlib()
     return Figure(layout="constrained", **kwargs)
 

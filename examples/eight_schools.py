@@ -8,7 +8,7 @@ beside the reference mean and sd of long Stan runs.
 
 from _common import main_for
 
-from numpyro_dilation.plots import plot_forest
+from numpyro_dilation.workflow.plots import plot_forest
 
 
 def forest(comparisons):

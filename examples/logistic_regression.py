@@ -9,7 +9,7 @@ and 94% HDI from both samplers side by side.
 
 from _common import main_for
 
-from numpyro_dilation.plots import plot_forest
+from numpyro_dilation.workflow.plots import plot_forest
 
 
 def coefficients(comparisons):

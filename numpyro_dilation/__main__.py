@@ -2,6 +2,6 @@
 
 import sys
 
-from numpyro_dilation.cli import main
+from numpyro_dilation.workflow.cli import main
 
 sys.exit(main())

@@ -8,9 +8,9 @@ import sys
 import arviz as az
 import pytest
 
-from numpyro_dilation import cli
-from numpyro_dilation.models import EXAMPLES, Example
-from numpyro_dilation.report import MARKER, check_output_folder, write_report
+from numpyro_dilation.workflow import cli
+from numpyro_dilation.workflow.examples import EXAMPLES
+from numpyro_dilation.workflow.report import MARKER, check_output_folder, write_report
 
 from .conftest import ROOT
 
@@ -116,10 +116,10 @@ def test_missing_optional_dataset_package_is_a_clear_error(tmp_path, monkeypatch
 
 
 def test_a_run_failing_midway_writes_nothing(tmp_path, monkeypatch, capsys):
-    def fail(self, **kwargs):
+    def fail(*args, **kwargs):
         raise RuntimeError("sampler exploded")
 
-    monkeypatch.setattr(Example, "compare", fail)
+    monkeypatch.setattr(cli, "compare_example", fail)
     out = tmp_path / "report"
     assert run_main(["compare", "banana", "--out", str(out), "--quiet"]) == 1
     assert "sampler exploded" in capsys.readouterr().err

@@ -9,15 +9,14 @@ import pytest
 from numpyro.infer import NUTS
 
 from numpyro_dilation import Comparison, DilationLangevin, compare
-from numpyro_dilation.compare import (
+from numpyro_dilation.workflow.comparison import _check_samplers, _reference
+from numpyro_dilation.workflow.inference_data import group_names
+from numpyro_dilation.workflow.results import (
     PARAMETER_COLUMNS,
     SAMPLER_COLUMNS,
-    _check_samplers,
-    _reference,
     measure_compile,
     model_sites,
 )
-from numpyro_dilation.inference_data import group_names
 
 from .conftest import ess
 

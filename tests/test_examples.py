@@ -17,14 +17,15 @@ import pytest
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import potential_energy
 
-from numpyro_dilation.compare import _check_var_names, _reference, model_sites
-from numpyro_dilation.models import (
+from numpyro_dilation.workflow.comparison import _check_var_names, _reference
+from numpyro_dilation.workflow.examples import (
     DEMO_EXAMPLES,
     EXAMPLES,
     MIXTURE_WEIGHTS,
     _grid_reference,
     get_example,
 )
+from numpyro_dilation.workflow.results import model_sites
 
 from .conftest import ROOT
 

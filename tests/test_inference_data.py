@@ -14,7 +14,7 @@ from numpyro_dilation import (
     extra_fields_for,
     to_inference_data,
 )
-from numpyro_dilation.inference_data import get_group, group_names
+from numpyro_dilation.workflow.inference_data import get_group, group_names
 
 Y = np.array([1.2, 2.3, 0.7, 1.9, 2.8])
 

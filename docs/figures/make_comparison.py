@@ -24,7 +24,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 
-from numpyro_dilation.models import get_example  # noqa: E402
+from numpyro_dilation.workflow.comparison import compare_example  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "comparison"
 RUNS = {"mixture": 64, "eight_schools": 4}
@@ -34,9 +34,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, chains in RUNS.items():
         start = time.perf_counter()
-        example = get_example(name)
-        (comparison,) = example.compare(
-            num_chains=chains, num_warmup=1000, num_samples=1000, seed=0
+        (comparison,) = compare_example(
+            name, num_chains=chains, num_warmup=1000, num_samples=1000, seed=0
         )
         figures = comparison.plot(OUT / name)
         links = {k: f"comparison/{name}/{p.name}" for k, p in figures.items()}

@@ -1,4 +1,4 @@
-"""Figures of a :class:`~numpyro_dilation.compare.Comparison`, written as PNG files.
+"""Figures of a :class:`~numpyro_dilation.Comparison`, written as PNG files.
 
 Each figure is drawn on a :class:`matplotlib.figure.Figure` (no pyplot state,
 any backend) with plain matplotlib, so that the same code serves ArviZ 0.x and
@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import jax
 import numpy as np
+from numpyro.distributions import constraints
+from numpyro.infer.util import log_density
 
-if TYPE_CHECKING:  # pragma: no cover
-    from numpyro_dilation.compare import Comparison
+from numpyro_dilation.path import to_rescaled
+from numpyro_dilation.workflow.inference_data import posterior_arrays
+from numpyro_dilation.workflow.results import ComparisonData, model_sites
 
 #: Most parameters shown in the marginal figure, and in the pair and rank figures.
 MAX_MARGINALS = 12
@@ -263,7 +266,7 @@ def plot_modes(modes, title=""):
     return fig
 
 
-def plot_forest(comparison: Comparison, var_names=None, title=""):
+def plot_forest(comparison: ComparisonData, var_names=None, title=""):
     """Mean and 94% HDI of each parameter, samplers side by side (reference: mean +- sd)."""
     Figure = require_matplotlib()
     table = comparison.parameters
@@ -324,19 +327,16 @@ def plot_forest(comparison: Comparison, var_names=None, title=""):
 GRID = 100
 
 
-def log_density_on_grid(comparison: Comparison):
+def log_density_on_grid(comparison: ComparisonData):
     """A function ``(limits, level, center) -> (xs, ys, log density)`` for a 2-D target.
 
     It evaluates the model's log joint density (in constrained coordinates) on a
     ``GRID x GRID`` grid over ``limits``; for a level ``t < 1`` of the dilation
-    path it evaluates ``log p(c + (x - c) / sqrt(t))``, the level's density up to
-    a constant (valid when the latent space is unconstrained, which the callers
+    path it evaluates ``log p`` at the rescaled point
+    (:func:`numpyro_dilation.path.to_rescaled`), the level's density up to a
+    constant (valid when the latent space is unconstrained, which the callers
     check).  One compilation serves every call.
     """
-    import jax
-    import jax.numpy as jnp
-    from numpyro.infer.util import log_density
-
     shapes = _latent_shapes(comparison)
 
     def logp(point):
@@ -351,7 +351,7 @@ def log_density_on_grid(comparison: Comparison):
 
     @jax.jit
     def on_points(points, level, center):
-        return jax.vmap(logp)(center + (points - center) / jnp.sqrt(level))
+        return jax.vmap(logp)(to_rescaled(points, level, center))
 
     def evaluate(limits, level=1.0, center=(0.0, 0.0)):
         xs = np.linspace(*limits[0], GRID)
@@ -365,19 +365,13 @@ def log_density_on_grid(comparison: Comparison):
     return evaluate
 
 
-def _latent_shapes(comparison: Comparison) -> dict[str, tuple]:
-    from numpyro_dilation.compare import model_sites
-
+def _latent_shapes(comparison: ComparisonData) -> dict[str, tuple]:
     latent, _ = model_sites(comparison.model, comparison.model_args, comparison.model_kwargs)
     return {name: site.shape for name, site in latent.items()}
 
 
-def _two_dimensional(comparison: Comparison) -> tuple[list[str], bool] | None:
+def _two_dimensional(comparison: ComparisonData) -> tuple[list[str], bool] | None:
     """Labels of the two latent coordinates of a 2-D target, and whether both are real."""
-    from numpyro.distributions import constraints
-
-    from numpyro_dilation.compare import model_sites
-
     latent, _ = model_sites(comparison.model, comparison.model_args, comparison.model_kwargs)
     shapes = {name: site.shape for name, site in latent.items()}
     if sum(int(np.prod(s)) for s in shapes.values()) != 2:
@@ -435,7 +429,7 @@ def plot_density(flat, labels, log_density, title=""):
     return fig
 
 
-def plot_annealing(comparison: Comparison, flat_posterior, labels, log_density=None, title=""):
+def plot_annealing(comparison: ComparisonData, flat_posterior, labels, log_density=None, title=""):
     """DilationLangevin's particles at several levels ``t`` of the dilation path.
 
     With ``log_density`` (:func:`log_density_on_grid`, for a 2-D target with an
@@ -487,15 +481,13 @@ def plot_annealing(comparison: Comparison, flat_posterior, labels, log_density=N
     return fig
 
 
-def plot_comparison(comparison: Comparison, out_dir, prefix: str = "") -> dict[str, Path]:
+def plot_comparison(comparison: ComparisonData, out_dir, prefix: str = "") -> dict[str, Path]:
     """Write every figure of ``comparison`` into ``out_dir``; return name -> path."""
     require_matplotlib()
-    from numpyro_dilation.compare import _posterior_numpy
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     title = comparison.title
-    posteriors = {name: _posterior_numpy(run.idata) for name, run in comparison.runs.items()}
+    posteriors = {name: posterior_arrays(run.idata) for name, run in comparison.runs.items()}
     flat = {name: flat_draws(p, comparison.var_names) for name, p in posteriors.items()}
     reference = None
     if comparison.reference_draws:

@@ -1,4 +1,4 @@
-"""Markdown tables of a :class:`~numpyro_dilation.compare.Comparison`, and report folders.
+"""Markdown tables of a :class:`~numpyro_dilation.Comparison`, and report folders.
 
 :func:`write_report` writes ``report.md``, the PNG figures and one netCDF
 InferenceData per sampler and comparison into a temporary folder next to the
@@ -15,25 +15,18 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:  # pragma: no cover
-    from numpyro_dilation.compare import Comparison
+from numpyro_dilation.workflow.results import SAMPLER_COLUMNS, ComparisonData
 
 #: File that marks a folder as a numpyro-dilation report (one that may be replaced).
 MARKER = ".numpyro-dilation-report"
 
+#: Sampler-table columns of the cost section: settings, times, gradients and efficiency.
 COST_COLUMNS = (
-    "chains",
-    "draws",
-    "compile_s",
-    "warmup_s",
-    "sampling_s",
-    "grad_evals",
-    "min_ess_bulk",
+    *SAMPLER_COLUMNS[: SAMPLER_COLUMNS.index("min_ess_bulk") + 1],
     "ess_per_s",
     "ess_per_1000_grads",
 )
@@ -109,7 +102,7 @@ def markdown_table(df: pd.DataFrame, columns: Sequence[str] | None = None) -> st
 
 
 def comparison_markdown(
-    comparison: Comparison,
+    comparison: ComparisonData,
     figures: Mapping[str, str] | None = None,
     level: int = 2,
     note: str = "",
@@ -172,7 +165,7 @@ def check_output_folder(out: str | Path) -> Path:
 
 
 def write_report(
-    comparisons: Sequence[Comparison],
+    comparisons: Sequence[ComparisonData],
     out: str | Path,
     *,
     title: str = "numpyro-dilation report",
@@ -190,7 +183,9 @@ def write_report(
     Parameters
     ----------
     comparisons : list of Comparison
-        The comparisons, one section each.
+        The comparisons (:class:`~numpyro_dilation.Comparison`: the tables of
+        :class:`~numpyro_dilation.workflow.results.ComparisonData` and a ``plot``
+        method, called only with ``plots=True``), one section each.
     out : str or pathlib.Path
         Destination folder (see :func:`check_output_folder`).
     title, intro : str

@@ -21,6 +21,21 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from numpyro_dilation import __version__
+from numpyro_dilation.workflow.comparison import compare_example
+from numpyro_dilation.workflow.examples import (
+    DEMO_EXAMPLES,
+    EXAMPLES,
+    MissingDependencyError,
+    get_example,
+)
+from numpyro_dilation.workflow.plots import require_matplotlib
+from numpyro_dilation.workflow.report import (
+    check_output_folder,
+    comparison_markdown,
+    write_report,
+)
+
 DEFAULT_OUT = "dilation-report"
 
 EPILOG = """\
@@ -94,9 +109,6 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
-    from numpyro_dilation import __version__
-    from numpyro_dilation.models import EXAMPLES
-
     parser = _Parser(
         prog="numpyro-dilation",
         description="Compare the DilationLangevin sampler with NUTS and write a report.",
@@ -165,8 +177,6 @@ def _stages(example, runs, plots: bool) -> int:
 
 
 def _list_examples() -> int:
-    from numpyro_dilation.models import EXAMPLES, MissingDependencyError
-
     width = max(map(len, EXAMPLES))
     for name, example in EXAMPLES.items():
         try:
@@ -185,9 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         return _list_examples()
 
-    from numpyro_dilation.models import DEMO_EXAMPLES, MissingDependencyError, get_example
-    from numpyro_dilation.report import check_output_folder
-
     names = DEMO_EXAMPLES if args.command == "demo" else (args.example,)
     examples = [get_example(name) for name in names]
     try:
@@ -196,8 +203,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(err))
     if not args.no_plots:
         try:
-            from numpyro_dilation.plots import require_matplotlib
-
             require_matplotlib()
         except ImportError as err:
             parser.error(f"{err} Or pass --no-plots.")
@@ -206,8 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingDependencyError as err:
         parser.error(str(err))
 
-    from numpyro_dilation.report import comparison_markdown, write_report
-
     total = sum(_stages(example, runs, not args.no_plots) for example, runs in planned)
     progress = _Progress(total, enabled=not args.quiet)
     start = time.perf_counter()
@@ -215,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         comparisons, notes = [], {}
         for example, runs in planned:
             for run in runs:
-                (comparison,) = example.compare(
+                (comparison,) = compare_example(
+                    example,
                     num_chains=args.num_chains,
                     num_warmup=args.num_warmup,
                     num_samples=args.num_samples,
@@ -252,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
     print(f"report written to {report} ({elapsed:.0f} s)")
     return 0
+
+
+__all__ = ["DEFAULT_OUT", "build_parser", "main"]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,176 +5,47 @@ and returns a :class:`Comparison`: one ArviZ ``InferenceData`` per sampler, a
 per-parameter table (ArviZ's summary statistics, samplers side by side), a
 per-sampler table (cost, efficiency, divergences, acceptance and warnings),
 and, when asked, the fraction of draws in each mode of a multimodal posterior
-and the error against reference draws or moments.
+and the error against reference draws or moments.  :func:`compare_example`
+runs it on a bundled example (:mod:`numpyro_dilation.workflow.examples`).
 """
 
 from __future__ import annotations
 
-import inspect
-import math
 import numbers
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
-import pandas as pd
-from numpyro import handlers
-from numpyro.infer import MCMC, NUTS, init_to_sample
+from numpyro.infer import MCMC, NUTS
 from numpyro.infer.mcmc import MCMCKernel
 
 from numpyro_dilation._checks import check_positive_int
-from numpyro_dilation.inference_data import (
+from numpyro_dilation.kernel import DilationLangevin
+from numpyro_dilation.workflow.examples import Example, Run, get_example
+from numpyro_dilation.workflow.inference_data import (
     WarmupDraws,
     extra_fields_for,
     get_group,
+    posterior_arrays,
     to_inference_data,
 )
-from numpyro_dilation.kernel import DilationLangevin
-
-#: JAX's duration events for tracing, lowering and compiling a computation;
-#: their sum is the compilation time :func:`compare` separates from the run.
-COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
+from numpyro_dilation.workflow.plots import plot_comparison
+from numpyro_dilation.workflow.report import comparison_markdown
+from numpyro_dilation.workflow.results import (
+    Annealing,
+    ComparisonData,
+    SamplerRun,
+    count_grad_evals,
+    measure_compile,
+    model_sites,
 )
-#: Columns of :attr:`Comparison.parameters` (ArviZ's summary, 94% HDI).
-PARAMETER_COLUMNS = (
-    "mean",
-    "sd",
-    "hdi_3%",
-    "hdi_97%",
-    "mcse_mean",
-    "ess_bulk",
-    "ess_tail",
-    "r_hat",
-)
-#: Columns of :attr:`Comparison.samplers`.
-SAMPLER_COLUMNS = (
-    "chains",
-    "draws",
-    "compile_s",
-    "warmup_s",
-    "sampling_s",
-    "grad_evals",
-    "min_ess_bulk",
-    "min_ess_tail",
-    "ess_per_s",
-    "ess_per_1000_grads",
-    "max_r_hat",
-    "divergences",
-    "mean_accept",
-)
-#: Thresholds of the warnings in :attr:`Comparison.samplers` (``flags``).
-MAX_R_HAT = 1.01
-MIN_ESS = 400
-MAX_MEAN_ERROR_MCSE = 4.0
-MAX_MODE_TV = 0.1
+from numpyro_dilation.workflow.tables import add_mode_flags, comparison_tables, mode_table
 
 
-# ---------------------------------------------------------------- timing
-
-
-@dataclass
-class Timing:
-    """Wall time of a block and the part of it JAX spent compiling."""
-
-    wall_s: float = 0.0
-    compile_s: float = 0.0
-
-    @property
-    def run_s(self) -> float:
-        """Wall time without compilation."""
-        return max(self.wall_s - self.compile_s, 0.0)
-
-
-@contextmanager
-def measure_compile() -> Iterator[Timing]:
-    """Time a block, and sum JAX's tracing, lowering and compilation durations in it.
-
-    JAX reports each of these steps through :mod:`jax.monitoring`
-    (:data:`COMPILE_EVENTS`); a listener adds them up while the block runs.  The
-    block must end with :func:`jax.block_until_ready` on its results, so that
-    the wall time includes the computation itself.
-    """
-    timing = Timing()
-
-    def listener(event: str, duration: float, **kwargs: Any) -> None:
-        if event in COMPILE_EVENTS:
-            timing.compile_s += duration
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    start = time.perf_counter()
-    try:
-        yield timing
-    finally:
-        timing.wall_s = time.perf_counter() - start
-        jax.monitoring.unregister_event_duration_listener(listener)
-        timing.compile_s = min(timing.compile_s, timing.wall_s)
-
-
-# ---------------------------------------------------------------- results
-
-
-@dataclass
-class SamplerRun:
-    """One sampler's run inside a :class:`Comparison`.
-
-    Attributes
-    ----------
-    name : str
-        The sampler's name (key of ``samplers``).
-    kernel : numpyro.infer.mcmc.MCMCKernel
-        The kernel.
-    idata : arviz.InferenceData or xarray.DataTree
-        The run, from :func:`~numpyro_dilation.to_inference_data`, with the warmup groups.
-    warmup, sampling : Timing
-        Wall and compilation time of ``mcmc.warmup`` and ``mcmc.run``.
-    grad_evals_warmup, grad_evals_sampling : float
-        Gradient evaluations of all chains in each phase (NaN when the kernel does
-        not report them).
-    """
-
-    name: str
-    kernel: MCMCKernel
-    idata: Any
-    warmup: Timing
-    sampling: Timing
-    grad_evals_warmup: float
-    grad_evals_sampling: float
-    annealing: Annealing | None = None
-
-
-@dataclass
-class Annealing:
-    """Particles of DilationLangevin's annealing at a few levels of the dilation path.
-
-    Attributes
-    ----------
-    levels : numpy.ndarray
-        Level ``t`` of each snapshot, shape ``(k,)``.
-    iterations : numpy.ndarray
-        Warmup iteration of each snapshot.
-    samples : dict of str to numpy.ndarray
-        Constrained particle positions per variable, shape ``(k, chains, ...)``.
-    center : numpy.ndarray
-        The dilation centre (flat, unconstrained) of the first chain.
-    """
-
-    levels: np.ndarray
-    iterations: np.ndarray
-    samples: dict[str, np.ndarray]
-    center: np.ndarray
-
-
-@dataclass
-class Comparison:
-    """The result of :func:`compare`.
+class Comparison(ComparisonData):
+    """The result of :func:`compare`: its data (see the attributes) and its presentation.
 
     Attributes
     ----------
@@ -208,44 +79,13 @@ class Comparison:
         Snapshots of DilationLangevin's annealing, for :meth:`plot`.
     settings : dict
         ``num_warmup``, ``num_samples``, ``num_chains``, ``chain_method``, ``seed``.
+
+    Notes
+    -----
+    The data live in :class:`~numpyro_dilation.workflow.results.ComparisonData`,
+    which the report and the figures read; this class adds the two methods that
+    call them, so that neither depends on the module that runs comparisons.
     """
-
-    title: str
-    runs: dict[str, SamplerRun]
-    parameters: pd.DataFrame
-    samplers: pd.DataFrame
-    modes: pd.DataFrame | None
-    modes_per_chain: dict[str, np.ndarray] | None
-    annealing: Annealing | None
-    settings: dict[str, Any]
-    model: Callable = field(repr=False)
-    model_args: tuple = field(repr=False, default=())
-    model_kwargs: dict = field(repr=False, default_factory=dict)
-    var_names: list[str] = field(default_factory=list)
-    reference_draws: dict[str, np.ndarray] | None = field(repr=False, default=None)
-    reference_moments: dict[str, tuple[np.ndarray, np.ndarray]] | None = field(
-        repr=False, default=None
-    )
-
-    @property
-    def idata(self) -> dict[str, Any]:
-        """One ArviZ ``InferenceData`` (``DataTree`` with ArviZ 1.x) per sampler."""
-        return {name: run.idata for name, run in self.runs.items()}
-
-    def to_dataframe(self, table: str = "parameters") -> pd.DataFrame:
-        """One of the tables as a DataFrame.
-
-        Parameters
-        ----------
-        table : {"parameters", "samplers", "modes"}
-            Which table.
-        """
-        tables = {"parameters": self.parameters, "samplers": self.samplers, "modes": self.modes}
-        if table not in tables:
-            raise ValueError(f"`table` must be one of {sorted(tables)}; got {table!r}.")
-        if tables[table] is None:
-            raise ValueError("There is no modes table: pass `mode_fn` to compare().")
-        return tables[table].copy()
 
     def to_markdown(self, figures: Mapping[str, str] | None = None, level: int = 2) -> str:
         """The tables (and links to figures) as a Markdown section.
@@ -258,8 +98,6 @@ class Comparison:
         level : int, default 2
             Heading level of the section.
         """
-        from numpyro_dilation.report import comparison_markdown
-
         return comparison_markdown(self, figures=figures, level=level)
 
     def plot(self, out_dir: str | Path, prefix: str = "") -> dict[str, Path]:
@@ -279,8 +117,6 @@ class Comparison:
         dict of str to pathlib.Path
             Figure name to the file written.
         """
-        from numpyro_dilation.plots import plot_comparison
-
         return plot_comparison(self, out_dir, prefix=prefix)
 
 
@@ -304,39 +140,6 @@ def _check_samplers(samplers, model) -> dict[str, MCMCKernel]:
                 f" DilationLangevin(model), ...); got {type(kernel).__name__}."
             )
     return dict(samplers)
-
-
-@dataclass(frozen=True)
-class Site:
-    """Shape and support of a model site (from an abstract trace of the model)."""
-
-    shape: tuple
-    support: Any = None
-
-
-def model_sites(model, args, kwargs) -> tuple[dict[str, Site], dict[str, Site]]:
-    """Latent sample sites, and all sites reported in the posterior (latent and deterministic).
-
-    The model is traced abstractly (:func:`jax.eval_shape`, values from
-    ``init_to_sample``), which is fast and computes nothing.
-    """
-    latent: dict[str, Site] = {}
-    reported: dict[str, Site] = {}
-
-    def trace_model():
-        seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_sample)
-        trace = handlers.trace(seeded).get_trace(*args, **kwargs)
-        for name, site in trace.items():
-            if site["type"] == "sample" and not site["is_observed"]:
-                latent[name] = reported[name] = Site(
-                    tuple(np.shape(site["value"])), site["fn"].support
-                )
-            elif site["type"] == "deterministic":
-                reported[name] = Site(tuple(np.shape(site["value"])))
-        return 0
-
-    jax.eval_shape(trace_model)
-    return latent, reported
 
 
 def _check_var_names(var_names, reported) -> list[str]:
@@ -398,62 +201,6 @@ def _reference(reference, reported) -> tuple[dict[str, tuple[np.ndarray, np.ndar
     return moments, draws
 
 
-# ---------------------------------------------------------------- statistics
-
-
-def _summary(idata, var_name: str) -> pd.DataFrame:
-    """ArviZ's summary of one variable (94% HDI, unrounded), in ArviZ 0.x's column names."""
-    import arviz as az
-
-    if "hdi_prob" in inspect.signature(az.summary).parameters:  # ArviZ 0.x
-        df = az.summary(idata, var_names=[var_name], hdi_prob=0.94, round_to="none")
-    else:  # ArviZ 1.x
-        df = az.summary(idata, var_names=[var_name], ci_prob=0.94, ci_kind="hdi", round_to="none")
-        df = df.rename(columns={"hdi94_lb": "hdi_3%", "hdi94_ub": "hdi_97%"})
-    return df[list(PARAMETER_COLUMNS)].astype(float)
-
-
-def _grad_evals(kernel, warm: WarmupDraws, extra: Mapping[str, np.ndarray]) -> tuple[float, float]:
-    if "num_grad_evals" in extra:
-        warm_total = float(np.sum(warm.extra_fields["num_grad_evals"][:, -1]))
-        return warm_total, float(np.sum(extra["num_grad_evals"][:, -1])) - warm_total
-    if "num_steps" in extra:
-        # one gradient per leapfrog step, plus one at each chain's initialisation
-        init = warm.extra_fields["num_steps"].shape[0]
-        return (
-            float(np.sum(warm.extra_fields["num_steps"])) + init,
-            float(np.sum(extra["num_steps"])),
-        )
-    return math.nan, math.nan
-
-
-def _posterior_numpy(idata) -> dict[str, np.ndarray]:
-    posterior = get_group(idata, "posterior")
-    return {k: np.asarray(v.values) for k, v in posterior.data_vars.items()}
-
-
-def _mode_labels(mode_fn, draws: Mapping[str, np.ndarray], lead: int) -> np.ndarray:
-    """Apply ``mode_fn`` to every draw; ``lead`` leading axes index the draws."""
-    names = list(draws)
-    shape = next(iter(draws.values())).shape[:lead]
-    flat = {k: v.reshape(-1, *v.shape[lead:]) for k, v in draws.items()}
-    n = int(np.prod(shape))
-    labels = np.empty(n, dtype=object)
-    for i in range(n):
-        labels[i] = str(mode_fn({k: flat[k][i] for k in names}))
-    return labels.reshape(shape)
-
-
-def _tv(p: Mapping[str, float], q: Mapping[str, float]) -> float:
-    keys = set(p) | set(q)
-    return 0.5 * sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in keys)
-
-
-def _fractions(labels: np.ndarray) -> dict[str, float]:
-    values, counts = np.unique(labels.ravel().astype(str), return_counts=True)
-    return {str(v): c / labels.size for v, c in zip(values, counts, strict=True)}
-
-
 # ---------------------------------------------------------------- running
 
 
@@ -480,7 +227,7 @@ def _run_sampler(name, kernel, args, kwargs, settings, keys, keep_warmup, progre
         jax.block_until_ready(mcmc.last_state)
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     idata = to_inference_data(mcmc, warmup=warm if keep_warmup else None)
-    grads = _grad_evals(kernel, warm, extra)
+    grads = count_grad_evals(warm.extra_fields, extra)
     annealing = None
     if isinstance(kernel, DilationLangevin):
         annealing = annealing_snapshots(warm, mcmc.post_warmup_state.center)
@@ -556,7 +303,7 @@ def compare(
 
     Every sampler runs on the same model, data and seed: ``mcmc.warmup`` (with
     its draws kept) and then ``mcmc.run``, each timed apart from JAX's
-    compilation (see :func:`measure_compile`).
+    compilation (see :func:`~numpyro_dilation.workflow.results.measure_compile`).
 
     Parameters
     ----------
@@ -605,7 +352,8 @@ def compare(
     Times are wall-clock seconds on this machine, measured with
     :func:`time.perf_counter` around ``mcmc.warmup`` and ``mcmc.run`` (each
     ending with :func:`jax.block_until_ready`), less the time JAX reports for
-    tracing, lowering and compiling inside them (:data:`COMPILE_EVENTS`, via
+    tracing, lowering and compiling inside them
+    (:data:`~numpyro_dilation.workflow.results.COMPILE_EVENTS`, via
     :mod:`jax.monitoring`).  The compilation time is reported apart
     (``compile_s``).  ``ess_per_s`` and ``ess_per_1000_grads`` charge the
     warmup as well as the sampling, since DilationLangevin's annealing is part
@@ -688,12 +436,12 @@ def compare(
     elif dilation and annealing_chains is None and settings["num_chains"] >= MIN_ANNEALING_CHAINS:
         annealing = runs[dilation[0]].annealing
 
-    draws = {name: _posterior_numpy(run.idata) for name, run in runs.items()}
-    parameters, samplers_table = _tables(runs, draws, var_names, ref_moments, settings)
+    draws = {name: posterior_arrays(run.idata) for name, run in runs.items()}
+    parameters, samplers_table = comparison_tables(runs, draws, var_names, ref_moments, settings)
     modes = modes_per_chain = None
     if mode_fn is not None:
-        modes, modes_per_chain = _mode_table(mode_fn, draws, ref_draws)
-        _mode_flags(samplers_table, modes, modes_per_chain)
+        modes, modes_per_chain = mode_table(mode_fn, draws, ref_draws)
+        add_mode_flags(samplers_table, modes, modes_per_chain)
     return Comparison(
         title=title or getattr(model, "__name__", "model"),
         runs=runs,
@@ -712,131 +460,67 @@ def compare(
     )
 
 
-def _tables(runs, draws, var_names, ref_moments, settings):
-    param_frames = {}
-    rows = {}
-    for name, run in runs.items():
-        posterior = draws[name]
-        per_var = {}
-        for var in posterior:
-            df = _summary(run.idata, var)
-            if var in ref_moments:
-                ref_mean, ref_sd = ref_moments[var]
-                values = posterior[var].reshape(-1, *posterior[var].shape[2:])
-                df["z_mean"] = ((values.mean(0) - ref_mean) / ref_sd).ravel()
-                df["sd_ratio"] = (values.std(0, ddof=1) / ref_sd).ravel()
-            per_var[var] = df
-        every = pd.concat(per_var.values())
-        param_frames[name] = pd.concat([per_var[v] for v in var_names])
+def compare_example(
+    example: Example | str,
+    *,
+    num_chains: int | None = None,
+    num_warmup: int | None = None,
+    num_samples: int | None = None,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    runs: Sequence[Run] | None = None,
+) -> list[Comparison]:
+    """Run :func:`compare` on each run of a bundled example.
 
-        stats = get_group(run.idata, "sample_stats")
-        accept = stats["acceptance_rate"].values if "acceptance_rate" in stats else None
-        diverging = stats["diverging"].values if "diverging" in stats else None
-        cost_s = run.warmup.run_s + run.sampling.run_s
-        grads = run.grad_evals_warmup + run.grad_evals_sampling
-        min_ess = (
-            float(np.nanmin(every["ess_bulk"])) if every["ess_bulk"].notna().any() else math.nan
-        )
-        row = {
-            "chains": settings["num_chains"],
-            "draws": settings["num_samples"],
-            "compile_s": run.warmup.compile_s + run.sampling.compile_s,
-            "warmup_s": run.warmup.run_s,
-            "sampling_s": run.sampling.run_s,
-            "grad_evals": grads,
-            "min_ess_bulk": min_ess,
-            "min_ess_tail": float(np.nanmin(every["ess_tail"]))
-            if every["ess_tail"].notna().any()
-            else math.nan,
-            "ess_per_s": min_ess / cost_s if cost_s > 0 else math.nan,
-            "ess_per_1000_grads": 1000.0 * min_ess / grads if grads > 0 else math.nan,
-            "max_r_hat": float(np.nanmax(every["r_hat"]))
-            if every["r_hat"].notna().any()
-            else math.nan,
-            "divergences": int(np.sum(diverging)) if diverging is not None else math.nan,
-            "mean_accept": float(np.mean(accept)) if accept is not None else math.nan,
-        }
-        flags = []
-        if row["max_r_hat"] > MAX_R_HAT:
-            flags.append(f"r_hat > {MAX_R_HAT}")
-        if not min(row["min_ess_bulk"], row["min_ess_tail"]) >= MIN_ESS:
-            flags.append(f"ESS < {MIN_ESS}")
-        if row["divergences"] and row["divergences"] > 0:
-            flags.append(f"{row['divergences']} divergences")
-        if ref_moments:
-            with_ref = every.dropna(subset=["z_mean"])
-            row["max_abs_z_mean"] = float(np.max(np.abs(with_ref["z_mean"])))
-            row["min_sd_ratio"] = float(np.min(with_ref["sd_ratio"]))
-            row["max_sd_ratio"] = float(np.max(with_ref["sd_ratio"]))
-            ref_sd = np.concatenate(
-                [np.ravel(ref_moments[v][1]) for v in posterior if v in ref_moments]
+    Parameters
+    ----------
+    example : Example or str
+        The example, or its name in :data:`~numpyro_dilation.workflow.examples.EXAMPLES`.
+    num_chains, num_warmup, num_samples : int, optional
+        Settings of the comparison; ``None`` takes the example's own.
+    seed : int, default 0
+        Seed of every comparison.
+    progress : callable, optional
+        Called with a short message (prefixed by the run's label) before each stage.
+    runs : list of Run, optional
+        The runs to compare (default :meth:`Example.runs`: one, or one per value
+        of the example's sweep).
+
+    Returns
+    -------
+    list of Comparison
+        One per run.
+    """
+    if isinstance(example, str):
+        example = get_example(example)
+    out = []
+    for run in runs if runs is not None else example.runs():
+        out.append(
+            compare(
+                example.model,
+                *run.args,
+                num_warmup=num_warmup or example.num_warmup,
+                num_samples=num_samples or example.num_samples,
+                num_chains=num_chains or example.num_chains,
+                seed=seed,
+                mode_fn=example.mode_fn,
+                reference=run.reference,
+                var_names=example.var_names,
+                annealing_chains=example.annealing_chains,
+                title=run.label,
+                progress=(lambda m, label=run.label: progress(f"{label}: {m}"))
+                if progress
+                else None,
+                **run.kwargs,
             )
-            error_mcse = (
-                np.abs(with_ref["z_mean"].to_numpy()) * ref_sd / with_ref["mcse_mean"].to_numpy()
-            )
-            if np.any(error_mcse > MAX_MEAN_ERROR_MCSE):
-                flags.append(f"mean off reference (> {MAX_MEAN_ERROR_MCSE:g} MCSE)")
-        row["flags"] = "; ".join(flags) if flags else "ok"
-        rows[name] = row
-
-    parameters = pd.concat(param_frames, names=["sampler", "parameter"])
-    order = list(dict.fromkeys(parameters.index.get_level_values("parameter")))
-    parameters = parameters.swaplevel().sort_index(
-        level="parameter", key=lambda idx: idx.map(order.index), sort_remaining=False
-    )
-    samplers_table = pd.DataFrame.from_dict(rows, orient="index")
-    samplers_table.index.name = "sampler"
-    return parameters, samplers_table
-
-
-def _mode_table(mode_fn, draws, ref_draws):
-    rows, per_chain = {}, {}
-    fractions = {}
-    for name, posterior in draws.items():
-        labels = _mode_labels(mode_fn, posterior, lead=2)
-        fractions[name] = _fractions(labels)
-        per_chain[name] = np.array([len(set(chain)) for chain in labels])
-    reference = None
-    if ref_draws:
-        try:
-            reference = _fractions(_mode_labels(mode_fn, ref_draws, lead=1))
-        except (KeyError, IndexError, TypeError, ValueError):
-            reference = None  # the reference lacks a variable mode_fn needs
-    all_labels = sorted(set().union(*fractions.values(), *([reference] if reference else [])))
-    for name, frac in fractions.items():
-        row = {f"p[{label}]": frac.get(label, 0.0) for label in all_labels}
-        row["modes_per_chain_min"] = int(per_chain[name].min())
-        row["modes_per_chain_mean"] = float(per_chain[name].mean())
-        row["modes_per_chain_max"] = int(per_chain[name].max())
-        if reference is not None:
-            row["tv_to_reference"] = _tv(frac, reference)
-        rows[name] = row
-    if reference is not None:
-        rows["reference"] = {f"p[{label}]": reference.get(label, 0.0) for label in all_labels}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "sampler"
-    return table, per_chain
-
-
-def _mode_flags(samplers_table, modes, modes_per_chain):
-    for name, counts in modes_per_chain.items():
-        flags = (
-            [] if samplers_table.at[name, "flags"] == "ok" else [samplers_table.at[name, "flags"]]
         )
-        found = int(np.sum(modes.loc[name, [c for c in modes.columns if c.startswith("p[")]] > 0))
-        if found > 1 and counts.max() == 1 and counts.size > 1:
-            flags.append("each chain stays in one mode")
-        if "tv_to_reference" in modes and modes.at[name, "tv_to_reference"] > MAX_MODE_TV:
-            flags.append(f"mode weights off (TV {modes.at[name, 'tv_to_reference']:.2f})")
-        samplers_table.at[name, "flags"] = "; ".join(flags) if flags else "ok"
+    return out
 
 
 __all__ = [
-    "COMPILE_EVENTS",
-    "Annealing",
+    "MIN_ANNEALING_CHAINS",
     "Comparison",
-    "SamplerRun",
-    "Timing",
+    "annealing_snapshots",
     "compare",
-    "measure_compile",
+    "compare_example",
 ]

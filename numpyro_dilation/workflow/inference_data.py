@@ -46,6 +46,7 @@ import numpy as np
 import xarray as xr
 
 from numpyro_dilation.kernel import DilationLangevin
+from numpyro_dilation.workflow.results import grad_evals_per_draw
 
 #: Extra fields to collect from a :class:`~numpyro_dilation.DilationLangevin` run
 #: (``mcmc.run(..., extra_fields=DILATION_EXTRA_FIELDS)``) for :func:`to_inference_data`.
@@ -122,6 +123,27 @@ def extra_fields_for(kernel) -> tuple[str, ...]:
     return ()
 
 
+def grad_eval_field(kernel) -> str | None:
+    """The extra field from which ``kernel``'s gradient evaluations are counted.
+
+    Returns
+    -------
+    str or None
+        ``"num_grad_evals"`` for :class:`~numpyro_dilation.DilationLangevin`
+        (cumulative per chain), ``"num_steps"`` for HMC and NUTS (leapfrog steps
+        per iteration), ``None`` for other kernels.  Either is read by
+        :func:`~numpyro_dilation.workflow.results.grad_evals_per_draw`.
+
+    Examples
+    --------
+    >>> from numpyro.infer import NUTS
+    >>> grad_eval_field(NUTS(lambda: None))
+    'num_steps'
+    """
+    fields = extra_fields_for(kernel)
+    return next((f for f in ("num_grad_evals", "num_steps") if f in fields), None)
+
+
 @dataclass(frozen=True)
 class WarmupDraws:
     """Draws and extra fields of a warmup phase, to keep beside the posterior.
@@ -155,15 +177,15 @@ class WarmupDraws:
         ValueError
             If the latest call of ``mcmc`` was not ``warmup(..., collect_warmup=True)``.
         """
-        phase = getattr(mcmc, "_collection_params", {}).get("phase")
         num_draws = mcmc.num_warmup // mcmc.thinning
         samples = _samples_or_none(mcmc)
         lengths = {np.shape(v)[1] for v in samples.values()} if samples else set()
-        if (
-            mcmc.post_warmup_state is None
-            or phase not in (None, "warmup")
-            or lengths != {num_draws}
-        ):
+        # MCMC.warmup keeps its final state as both post_warmup_state and
+        # last_state; a later run() replaces last_state only.
+        just_warmed_up = (
+            mcmc.post_warmup_state is not None and mcmc.post_warmup_state is mcmc.last_state
+        )
+        if not just_warmed_up or lengths != {num_draws}:
             raise ValueError(
                 "WarmupDraws.from_mcmc needs an MCMC whose latest call was"
                 " `mcmc.warmup(rng_key, ..., collect_warmup=True)`; call it after warmup and"
@@ -200,6 +222,12 @@ def get_group(idata, name: str) -> xr.Dataset | None:
     if hasattr(idata, "children"):  # xarray.DataTree (ArviZ 1.x)
         return idata[name].to_dataset() if name in idata.children else None
     return getattr(idata, name) if name in idata.groups() else None
+
+
+def posterior_arrays(idata) -> dict[str, np.ndarray]:
+    """The posterior group as NumPy arrays, ``{variable: (chain, draw, ...)}``."""
+    posterior = get_group(idata, "posterior")
+    return {k: np.asarray(v.values) for k, v in posterior.data_vars.items()}
 
 
 def group_names(idata) -> list[str]:
@@ -246,13 +274,9 @@ def _stats(
         )
     if "t" in extra:
         out["dilation_level"] = xr.DataArray(extra["t"], dims=dims, coords=coords)
+    description = None
     if "num_grad_evals" in extra:
-        out["n_grad_evals"] = xr.DataArray(
-            np.asarray(extra["num_grad_evals"], np.int64),
-            dims=dims,
-            coords=coords,
-            attrs={"description": "cumulative gradient evaluations since initialisation"},
-        )
+        description = "cumulative gradient evaluations since initialisation"
     elif "num_steps" in extra:
         if thinning > 1:
             warnings.warn(
@@ -262,20 +286,17 @@ def _stats(
                 stacklevel=3,
             )
         else:
-            steps = np.asarray(extra["num_steps"], np.int64)
-            total = np.cumsum(steps, axis=1)
             what = "since the start of sampling (warmup not recorded)"
-            if warmup_phase:
+            if warmup_phase or grad_offset is not None:
                 what = "since the start of warmup"
-            if grad_offset is not None:
-                total = total + grad_offset[:, None]
-                what = "since the start of warmup"
-            out["n_grad_evals"] = xr.DataArray(
-                total,
-                dims=dims,
-                coords=coords,
-                attrs={"description": f"cumulative gradient evaluations (leapfrog steps) {what}"},
-            )
+            description = f"cumulative gradient evaluations (leapfrog steps) {what}"
+    if description is not None:
+        out["n_grad_evals"] = xr.DataArray(
+            grad_evals_per_draw(extra, before=0 if grad_offset is None else grad_offset),
+            dims=dims,
+            coords=coords,
+            attrs={"description": description},
+        )
     required = list(REQUIRED_STATS) + (list(DILATION_STATS) if dilation else [])
     if thinning > 1 and not dilation:
         required.remove("n_grad_evals")
@@ -330,7 +351,7 @@ def to_inference_data(mcmc, *, warmup: WarmupDraws | None = None, **kwargs: Any)
     Calls :func:`arviz.from_numpyro` and then makes sure the ``sample_stats``
     group holds ``lp``, ``acceptance_rate``, ``step_size``, ``diverging`` and
     ``n_grad_evals`` (and ``dilation_level`` for DilationLangevin), as described
-    in :mod:`numpyro_dilation.inference_data`.
+    in :mod:`numpyro_dilation.workflow.inference_data`.
 
     Parameters
     ----------
@@ -390,7 +411,7 @@ def to_inference_data(mcmc, *, warmup: WarmupDraws | None = None, **kwargs: Any)
     extra = _numpy_tree(mcmc.get_extra_fields(group_by_chain=True))
     grad_offset = None
     if warmup is not None and "num_steps" in warmup.extra_fields:
-        grad_offset = np.asarray(warmup.extra_fields["num_steps"], np.int64).sum(axis=1)
+        grad_offset = grad_evals_per_draw(warmup.extra_fields)[:, -1]
     stats_ds = get_group(idata, "sample_stats")
     coords = {"chain": stats_ds.coords["chain"].values, "draw": stats_ds.coords["draw"].values}
     stats, missing = _stats(extra, kernel, mcmc.thinning, grad_offset, coords)
@@ -415,6 +436,8 @@ __all__ = [
     "WarmupDraws",
     "extra_fields_for",
     "get_group",
+    "grad_eval_field",
     "group_names",
+    "posterior_arrays",
     "to_inference_data",
 ]
