@@ -372,41 +372,18 @@ def score(target: Mixture, ref: Reference, draws: np.ndarray, seed: int = 1) -> 
 # ----------------------------------------------------------------------------- timing
 
 
-class CompileTimer:
-    """Sum of JAX's compile-time events (trace, lowering, backend compile).
-
-    JAX reports these durations through :mod:`jax.monitoring`; summing them
-    separates compilation from sampling without a second, warm run.
-    """
-
-    EVENTS = (
-        "/jax/core/compile/jaxpr_trace_duration",
-        "/jax/core/compile/jaxpr_to_mlir_module_duration",
-        "/jax/core/compile/backend_compile_duration",
-    )
-    _total = 0.0
-    _registered = False
-
-    @classmethod
-    def _listen(cls, event: str, duration: float, **_: Any) -> None:
-        if event in cls.EVENTS:
-            cls._total += duration
-
-    @classmethod
-    def now(cls) -> float:
-        if not cls._registered:
-            jax.monitoring.register_event_duration_secs_listener(cls._listen)
-            cls._registered = True
-        return cls._total
-
-
 def timed(fn: Callable[[], dict]) -> dict:
-    """Run ``fn`` and add ``wall_s``, ``compile_s`` and ``sample_s`` to its result."""
-    c0, t0 = CompileTimer.now(), time.perf_counter()
-    out = fn()
-    wall = time.perf_counter() - t0
-    compile_s = CompileTimer.now() - c0
-    out.update(wall_s=wall, compile_s=compile_s, sample_s=max(wall - compile_s, 0.0))
+    """Run ``fn`` and add ``wall_s``, ``compile_s`` and ``sample_s`` to its result.
+
+    ``compile_s`` sums JAX's compile-time events (trace, lowering, backend
+    compile) during the call, as the package's ``measure_compile`` reports them:
+    compilation is separated from sampling without a second, warm run.
+    """
+    from numpyro_dilation.workflow.results import measure_compile
+
+    with measure_compile() as timing:
+        out = fn()
+    out.update(wall_s=timing.wall_s, compile_s=timing.compile_s, sample_s=timing.run_s)
     return out
 
 
@@ -712,16 +689,17 @@ def label_switching(key: jax.Array, *, num_chains: int, num_warmup: int, num_sam
                     ensemble: bool) -> dict:
     """K = 3 Bayesian Gaussian mixture (exchangeable priors): fraction of draws per labelling."""
     from numpyro_dilation import DilationLangevin
-    from numpyro_dilation.models import _gaussian_mixture_data, gaussian_mixture_model
+    from numpyro_dilation.workflow.examples import get_example
 
-    args, kwargs = _gaussian_mixture_data()
-    mcmc = _mcmc(DilationLangevin(gaussian_mixture_model, ensemble=ensemble), num_warmup,
+    example = get_example("gaussian_mixture")
+    args, kwargs = example.data()
+    mcmc = _mcmc(DilationLangevin(example.model, ensemble=ensemble), num_warmup,
                  num_samples, num_chains)
 
     def go():
         mcmc.run(key, *args, extra_fields=("num_grad_evals",), **kwargs)
         mu = np.asarray(mcmc.get_samples()["mu"])
-        # labelling = order of the component means, as numpyro_dilation.models.gaussian_mixture_mode
+        # labelling = order of the component means, as workflow.examples.gaussian_mixture_mode
         order = np.argsort(mu, axis=-1)
         codes = order[:, 0] * 9 + order[:, 1] * 3 + order[:, 2]
         perms = [(a, b, c) for a in range(3) for b in range(3) for c in range(3)
@@ -1173,8 +1151,8 @@ def _targets_section(by: dict, tnames: list[str], tinfo: dict, runs: list[dict])
     out.append("")
     if label:
         perms = list(label[0]["fractions"])
-        out += [("Label switching: K = 3 Bayesian Gaussian mixture (`numpyro_dilation.models."
-                "gaussian_mixture_model`, exchangeable priors, 120 points); fraction of draws in"
+        out += [("Label switching: K = 3 Bayesian Gaussian mixture (`numpyro_dilation.workflow."
+                "examples.gaussian_mixture_model`, exchangeable priors, 120 points); fraction of draws in"
                 " each of the 3! = 6 labellings (order of the component means; truth 1/6 = 0.167)."),
                 "", "| sampler | " + " | ".join(f"`{p}`" for p in perms) + " | max abs. error | grads/chain"
                 " | sampling s |", "|---|" + "---|" * (len(perms) + 3)]
