@@ -35,6 +35,14 @@ import numpy as np
 from jax.typing import ArrayLike
 from numpyro.infer.hmc_util import build_adaptation_schedule, dual_averaging, welford_covariance
 
+from numpyro_dilation.metric import (
+    Metric,
+    gradient_informed_covariance,
+    make_metric,
+    metric_norm_sq,
+    regularize_covariance,
+)
+
 #: Fewest annealing iterations accepted: fewer cannot follow any path.
 MIN_ANNEAL_STEPS = 10
 #: Fewest post-annealing warmup iterations accepted when adapting step size or mass.
@@ -49,14 +57,8 @@ class AdaptState(NamedTuple):
     step_size : float
         MALA step size ``h`` at ``t = 1`` (in the warmup, the current iterate of
         dual averaging).
-    inverse_mass_matrix : array
-        Preconditioner ``P`` (diagonal as 1-D, dense as 2-D).
-    inverse_mass_matrix_sqrt : array
-        ``A`` with ``A A^T = P`` (elementwise square root, or lower Cholesky factor).
-    whitening : array
-        ``A^{-1}`` (elementwise, or the inverse lower factor), kept beside ``A``
-        so that lengths in the metric cost a matrix-vector product on the hot
-        path instead of a triangular solve every iteration.
+    metric : numpyro_dilation.metric.Metric
+        Preconditioner ``P`` with its square root and whitening map.
     curvature : float
         Running estimate ``L`` of the potential's curvature in the metric of ``P``,
         which sets the annealing step ``eps * t**(alpha - 1) / L`` (rescaled coordinates).
@@ -67,13 +69,26 @@ class AdaptState(NamedTuple):
     """
 
     step_size: jax.Array
-    inverse_mass_matrix: jax.Array
-    inverse_mass_matrix_sqrt: jax.Array
-    whitening: jax.Array
+    metric: Metric
     curvature: jax.Array
     ss_state: tuple
     position_state: tuple
     gradient_state: tuple
+
+    @property
+    def inverse_mass_matrix(self) -> jax.Array:
+        """``P`` (diagonal as 1-D, dense as 2-D)."""
+        return self.metric.inverse_mass_matrix
+
+    @property
+    def inverse_mass_matrix_sqrt(self) -> jax.Array:
+        """``A`` with ``A A^T = P``."""
+        return self.metric.inverse_mass_matrix_sqrt
+
+    @property
+    def whitening(self) -> jax.Array:
+        """``A^{-1}``."""
+        return self.metric.whitening
 
 
 #: A window estimates a dense mass matrix only from more than this many draws per
@@ -131,120 +146,6 @@ def warmup_phases(num_warmup: int, num_anneal_steps: int | None, adapting: bool)
             " num_anneal_steps."
         )
     return num_anneal_steps, num_warmup - num_anneal_steps
-
-
-def mass_matrix_sqrt(inverse_mass_matrix: ArrayLike):
-    """``A`` with ``A A^T = P``: elementwise sqrt (diagonal) or lower Cholesky factor (dense)."""
-    if jnp.ndim(inverse_mass_matrix) == 2:
-        return jnp.linalg.cholesky(inverse_mass_matrix)
-    return jnp.sqrt(inverse_mass_matrix)
-
-
-def lower_triangular_inverse(lower: ArrayLike) -> jax.Array:
-    """Inverse of a lower-triangular matrix by forward substitution, in plain XLA ops.
-
-    The ensemble's hot loop uses this instead of ``solve_triangular``: on CPU that
-    calls LAPACK's ``trsm`` through a thread pool, and two such calls that XLA ran
-    concurrently in a 256-chain ensemble step deadlocked (every thread idle).
-    """
-    lower = jnp.asarray(lower)
-    d = lower.shape[-1]
-    eye = jnp.eye(d, dtype=lower.dtype)
-
-    def row(inv, i):
-        # rows >= i of `inv` are still zero, so only the solved rows contribute
-        new = (eye[i] - lower[i] @ inv) / lower[i, i]
-        return inv.at[i].set(new), None
-
-    inv, _ = jax.lax.scan(row, jnp.zeros_like(lower), jnp.arange(d))
-    return inv
-
-
-def whitening_of(inverse_mass_matrix_sqrt: ArrayLike) -> jax.Array:
-    """``A^{-1}`` for :attr:`AdaptState.whitening`: elementwise, or the inverse lower factor."""
-    if jnp.ndim(inverse_mass_matrix_sqrt) == 2:
-        return lower_triangular_inverse(inverse_mass_matrix_sqrt)
-    return 1.0 / inverse_mass_matrix_sqrt
-
-
-def metric_norm_sq(whitening: ArrayLike, v: ArrayLike):
-    """``v^T P^{-1} v``: squared length of ``v`` in the metric the sampler moves in.
-
-    ``whitening`` is ``A^{-1}`` with ``A A^T = P`` (see :func:`whitening_of`).
-    """
-    w = whitening @ v if jnp.ndim(whitening) == 2 else whitening * v
-    return jnp.dot(w, w)
-
-
-def gradient_informed_covariance(position_cov: ArrayLike, gradient_cov: ArrayLike):
-    """Covariance estimate ``S`` solving ``S Cov(g) S = Cov(y)``.
-
-    For a Gaussian posterior ``N(m, S)`` the gradient is ``S^{-1} (y - m)``, so
-    ``Cov(g) = S^{-1} Cov(y) S^{-1}`` for *any* set of positions: the estimate is
-    exact however little the chain has moved.  ``S`` is the matrix geometric mean
-    of ``Cov(y)`` and ``Cov(g)^{-1}``; diagonally it is ``sqrt(var(y) / var(g))``.
-    """
-    if jnp.ndim(position_cov) == 1:
-        return jnp.sqrt(position_cov / gradient_cov)
-    # Work in coordinates scaled by the diagonal estimate (the equation is
-    # equivariant under diagonal scaling): a posterior whose scales span 1e-2 to
-    # 1e2 has covariances with condition number 1e8, beyond what float32 eigh
-    # resolves, and its dense estimate came out 30 times too narrow in the widest
-    # coordinate (ESS 12 of 4000); scaled, only the correlations are left.
-    scale = jnp.sqrt(jnp.sqrt(jnp.diagonal(position_cov) / jnp.diagonal(gradient_cov)))
-    scale = jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1.0)
-    outer = scale[:, None] * scale[None, :]
-    position_cov = position_cov / outer
-    gradient_cov = gradient_cov * outer
-    # Relative jitter keeps both factors positive definite without touching the
-    # scale of any coordinate (an absolute one would swamp tiny posterior scales).
-    jitter = 10 * jnp.finfo(position_cov.dtype).eps
-    position_cov = position_cov + jitter * jnp.diag(jnp.diagonal(position_cov))
-    gradient_cov = gradient_cov + jitter * jnp.diag(jnp.diagonal(gradient_cov))
-    # S = G^{-1/2} (G^{1/2} C G^{1/2})^{1/2} G^{-1/2}, with G = Cov(g), C = Cov(y).
-    w, v = jnp.linalg.eigh(gradient_cov)
-    w = jnp.clip(w, jnp.max(w) * jitter)
-    g_half = (v * jnp.sqrt(w)) @ v.T
-    g_inv_half = (v / jnp.sqrt(w)) @ v.T
-    w2, v2 = jnp.linalg.eigh(g_half @ position_cov @ g_half)
-    middle = (v2 * jnp.sqrt(jnp.clip(w2, jnp.max(w2) * jitter))) @ v2.T
-    s = g_inv_half @ middle @ g_inv_half
-    return 0.5 * (s + s.T) * outer
-
-
-def regularize_covariance(cov: ArrayLike, n: ArrayLike):
-    """Shrink a covariance towards a multiple of the identity in log space.
-
-    The weight ``5 / (n + 5)`` is Stan's; shrinking in log space (rather than
-    adding a multiple of the identity, as Stan does) leaves a posterior whose
-    scales span many orders of magnitude well conditioned after preconditioning.
-    A diagonal covariance has its log variances shrunk towards their mean, a
-    dense one its log eigenvalues.  When a dense covariance's variances span
-    more than float32's ``eigh`` can resolve (about 1e5 apart in float32),
-    the log eigenvalues of its correlation matrix are shrunk instead (the
-    variances are kept: shrinking them separately tilts the narrow direction of
-    a strongly correlated posterior, and cost ESS 1632 instead of 25678 on the
-    posteriordb ``earnings`` regression).
-    """
-    weight = 5.0 / (n + 5.0)
-    if jnp.ndim(cov) == 1:
-        log_var = jnp.log(cov)
-        return jnp.exp((1.0 - weight) * log_var + weight * jnp.mean(log_var))
-    eps = jnp.finfo(cov.dtype).eps
-    sd = jnp.sqrt(jnp.diagonal(cov))
-    # Variances spanning beyond eigh's resolution: shrink the correlation matrix.
-    # (The choice is read off the diagonal so that one eigh call serves either
-    # case: two independent LAPACK calls in one XLA program may run concurrently,
-    # and two concurrent calls were seen to deadlock jaxlib's CPU thread pool.)
-    use_corr = jnp.min(sd) ** 2 < 100 * eps * jnp.max(sd) ** 2
-    unit = jnp.where(use_corr, sd, jnp.ones_like(sd))
-    matrix = cov / (unit[:, None] * unit[None, :])
-    w, v = jnp.linalg.eigh(matrix)
-    # eigh cannot resolve eigenvalues below eps * max(w): keep them at that floor.
-    log_w = jnp.log(jnp.clip(w, jnp.max(w) * eps))
-    log_w = (1.0 - weight) * log_w + weight * jnp.mean(log_w)
-    out = ((v * jnp.exp(log_w)) @ v.T) * (unit[:, None] * unit[None, :])
-    return 0.5 * (out + out.T)
 
 
 def adaptation_windows(num_anneal_steps: int, num_warmup: int) -> tuple[np.ndarray, np.ndarray]:
@@ -316,10 +217,12 @@ def window_adapter(
     ss_init, ss_update = dual_averaging()
     mm_init, mm_update, mm_final = welford_covariance(diagonal=not dense_mass)
     ends, estimates = adaptation_windows(num_anneal_steps, num_warmup)
-    window_ends, window_estimates = jnp.asarray(ends), jnp.asarray(estimates)
+    # Plain numpy: the adapter may be built while a caller traces (under pmap), and
+    # nothing it keeps may be a tracer.
+    window_ends, window_estimates = np.asarray(ends), np.asarray(estimates)
 
     def window_of(i):
-        return jnp.minimum(jnp.searchsorted(window_ends, i), len(ends) - 1)
+        return jnp.minimum(jnp.searchsorted(jnp.asarray(window_ends), i), len(ends) - 1)
 
     def init(size, step_size, inverse_mass_matrix=None, dtype=jnp.float32):
         if inverse_mass_matrix is None:
@@ -329,12 +232,9 @@ def window_adapter(
             if dense_mass and inverse_mass_matrix.ndim == 1:
                 inverse_mass_matrix = jnp.diag(inverse_mass_matrix)
         step_size = jnp.asarray(step_size, dtype)
-        sqrt = mass_matrix_sqrt(inverse_mass_matrix)
         return AdaptState(
             step_size=step_size,
-            inverse_mass_matrix=inverse_mass_matrix,
-            inverse_mass_matrix_sqrt=sqrt,
-            whitening=whitening_of(sqrt),
+            metric=make_metric(inverse_mass_matrix),
             curvature=1.0 / step_size,
             ss_state=ss_init(jnp.log(10.0) + jnp.log(step_size)),
             position_state=mm_init(size),
@@ -357,20 +257,13 @@ def window_adapter(
             cov = jnp.where(n > MIN_DRAWS_PER_DIM * cov.shape[0] + 10, cov, jnp.diag(diagonal))
         if regularize_mass_matrix:
             cov = regularize_covariance(cov, n)
-        sqrt = mass_matrix_sqrt(cov)
-        whitening = whitening_of(sqrt)
+        metric = make_metric(cov)
         # A degenerate window (a stuck chain) keeps the previous matrix.
-        ok = (
-            jnp.all(jnp.isfinite(cov))
-            & jnp.all(jnp.isfinite(sqrt))
-            & jnp.all(jnp.isfinite(whitening))
-            & (n > 2)
-        )
+        finite = [jnp.all(jnp.isfinite(m)) for m in metric]
+        ok = finite[0] & finite[1] & finite[2] & (n > 2)
         size = cov.shape[0]
         return state._replace(
-            inverse_mass_matrix=jnp.where(ok, cov, state.inverse_mass_matrix),
-            inverse_mass_matrix_sqrt=jnp.where(ok, sqrt, state.inverse_mass_matrix_sqrt),
-            whitening=jnp.where(ok, whitening, state.whitening),
+            metric=jax.tree.map(lambda new, old: jnp.where(ok, new, old), metric, state.metric),
             # In the new metric a well-estimated posterior has curvature about 1.
             curvature=jnp.where(ok, jnp.ones_like(state.curvature), state.curvature),
             position_state=mm_init(size),
@@ -392,7 +285,7 @@ def window_adapter(
                 step_size=jnp.where(adapt_step, step_size, state.step_size),
             )
         if adapt_mass_matrix:
-            take = window_estimates[window_of(i)] & jnp.all(jnp.isfinite(grad))
+            take = jnp.asarray(window_estimates)[window_of(i)] & jnp.all(jnp.isfinite(grad))
             accumulated = (
                 mm_update(y, state.position_state),
                 mm_update(grad, state.gradient_state),
@@ -406,7 +299,11 @@ def window_adapter(
 
     def is_window_end(i):
         k = window_of(i)
-        return adapt_mass_matrix & (i == window_ends[k]) & window_estimates[k]
+        return (
+            adapt_mass_matrix
+            & (i == jnp.asarray(window_ends)[k])
+            & jnp.asarray(window_estimates)[k]
+        )
 
     return WindowAdapter(init, update, end_window, is_window_end)
 
@@ -449,3 +346,18 @@ def running_mean(mean: ArrayLike, value: ArrayLike, i: ArrayLike, phase_start: A
     """Running mean of ``value`` over the iterations since ``phase_start`` (restarts there)."""
     n = i - phase_start + 1
     return jnp.where(n <= 1, value, mean + (value - mean) / n)
+
+
+__all__ = [
+    "MIN_ADAPT_STEPS",
+    "MIN_ANNEAL_STEPS",
+    "MIN_DRAWS_PER_DIM",
+    "AdaptState",
+    "WindowAdapter",
+    "adaptation_windows",
+    "restart_dual_averaging",
+    "running_mean",
+    "update_curvature",
+    "warmup_phases",
+    "window_adapter",
+]

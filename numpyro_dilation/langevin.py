@@ -21,6 +21,8 @@ import jax.numpy as jnp
 from jax import random
 from jax.typing import ArrayLike
 
+from numpyro_dilation.metric import Metric, precondition
+
 #: A proposal whose energy error exceeds this is a divergence (NumPyro's HMC value).
 MAX_DELTA_ENERGY = 1000.0
 
@@ -56,25 +58,17 @@ class LangevinMove(NamedTuple):
     proposal_grad: jax.Array
 
 
-def precondition(matrix: ArrayLike, v: ArrayLike):
-    """``P v`` for a diagonal (stored 1-D) or dense (2-D) matrix ``P``."""
-    if jnp.ndim(matrix) == 2:
-        return matrix @ v
-    return matrix * v
-
-
 def langevin_proposal(
     rng_key: jax.Array,
     y: ArrayLike,
     grad: ArrayLike,
     step_size: ArrayLike,
-    inverse_mass_matrix: ArrayLike,
-    inverse_mass_matrix_sqrt: ArrayLike,
+    metric: Metric,
 ):
     """Draw ``y - h P grad + sqrt(2h) A xi`` (see the module docstring)."""
     noise = random.normal(rng_key, jnp.shape(y), dtype=jnp.result_type(y))
-    noise = precondition(inverse_mass_matrix_sqrt, noise)
-    drift = precondition(inverse_mass_matrix, grad)
+    noise = precondition(metric.inverse_mass_matrix_sqrt, noise)
+    drift = precondition(metric.inverse_mass_matrix, grad)
     return y - step_size * drift + jnp.sqrt(2.0 * step_size) * noise
 
 
@@ -116,8 +110,7 @@ def langevin_move(
     grad: ArrayLike,
     potential_and_grad: Callable,
     step_size: ArrayLike,
-    inverse_mass_matrix: ArrayLike,
-    inverse_mass_matrix_sqrt: ArrayLike,
+    metric: Metric,
     *,
     adjusted: ArrayLike = True,
     center: ArrayLike = 0.0,
@@ -141,8 +134,8 @@ def langevin_move(
         ``y -> (U(y), grad U(y))`` on flat arrays.
     step_size : float
         Langevin time step ``h`` in the coordinates of ``y``.
-    inverse_mass_matrix, inverse_mass_matrix_sqrt : array
-        Preconditioner ``P`` and ``A`` with ``A A^T = P``.
+    metric : Metric
+        Preconditioner ``P`` with its factors (see :mod:`numpyro_dilation.metric`).
     adjusted : bool
         Metropolis-adjust the move (MALA; exact only with ``contraction = 1``)
         or accept every non-divergent proposal (unadjusted Langevin).
@@ -158,14 +151,12 @@ def langevin_move(
     LangevinMove
     """
     key_proposal, key_accept = random.split(rng_key)
-    proposal = langevin_proposal(
-        key_proposal, y, grad, step_size, inverse_mass_matrix, inverse_mass_matrix_sqrt
-    )
+    proposal = langevin_proposal(key_proposal, y, grad, step_size, metric)
     proposal = center + contraction * (proposal - center)
     pe_new, grad_new = potential_and_grad(proposal)
 
     log_ratio = mala_log_accept_ratio(
-        y, potential_energy, grad, proposal, pe_new, grad_new, step_size, inverse_mass_matrix
+        y, potential_energy, grad, proposal, pe_new, grad_new, step_size, metric.inverse_mass_matrix
     )
     # The energy error -log_ratio measures how badly the step resolves the potential,
     # adjusted or not: an unadjusted step that overshoots far into a low-potential
@@ -192,3 +183,12 @@ def langevin_move(
         proposal=proposal,
         proposal_grad=grad_new,
     )
+
+
+__all__ = [
+    "MAX_DELTA_ENERGY",
+    "LangevinMove",
+    "langevin_move",
+    "langevin_proposal",
+    "mala_log_accept_ratio",
+]

@@ -52,7 +52,7 @@ def log_density(log_prob_fn: Callable, x: ArrayLike, t: ArrayLike, center: Array
         ``log p_t(x)``, exact up to the target's own normalising constant.
     """
     d = jnp.size(x)
-    return -0.5 * d * jnp.log(t) + log_prob_fn(to_rescaled(x, t, center))
+    return -log_normalizer(d, t) + log_prob_fn(to_rescaled(x, t, center))
 
 
 def score(grad_log_prob_fn: Callable, x: ArrayLike, t: ArrayLike, center: ArrayLike):
@@ -85,7 +85,55 @@ def contract(y: ArrayLike, t_from: ArrayLike, t_to: ArrayLike, center: ArrayLike
     rescaled coordinates do, by the factor ``sqrt(t_from / t_to)`` (a contraction
     towards the centre when the level increases).
     """
-    return center + jnp.sqrt(t_from / t_to) * (y - center)
+    return center + contraction(t_from, t_to) * (y - center)
+
+
+def contraction(t_from: ArrayLike, t_to: ArrayLike):
+    """Factor ``sqrt(t_from / t_to)`` by which rescaled coordinates shrink between levels."""
+    return jnp.sqrt(t_from / t_to)
+
+
+def log_normalizer(d: int, t: ArrayLike):
+    """``(d / 2) log t``: the level's potential is the target's plus this term.
+
+    In rescaled coordinates ``y`` the level-``t`` potential at ``x`` is
+    ``U(y) + (d / 2) log t`` (the log Jacobian of ``x -> y``); the sampler stores
+    the level's potential and subtracts this term to get the target's.
+    """
+    return 0.5 * d * jnp.log(t)
+
+
+def level_after(i: ArrayLike, num_anneal_steps: ArrayLike, levels: Callable, dtype):
+    """Level reached by iteration ``i``'s move: ``levels((i + 1) / n)``, and 1 from the last on.
+
+    Parameters
+    ----------
+    i : int
+        Iteration (0-based) whose move ends at the returned level.
+    num_anneal_steps : int
+        Iterations of annealing ``n``; iterations ``>= n - 1`` end at ``t = 1``.
+    levels : callable
+        The schedule ``u -> t`` (see :func:`make_schedule`).
+    dtype
+        Floating dtype of the result.
+    """
+    u_next = ((i + 1) / jnp.maximum(num_anneal_steps, 1)).astype(dtype)
+    return jnp.where(i + 1 < num_anneal_steps, levels(u_next), 1.0).astype(dtype)
+
+
+def initial_level(levels: Callable, dtype):
+    """Level of the path where every chain starts: ``levels(0)``."""
+    return jnp.asarray(levels(jnp.zeros((), dtype)), dtype)
+
+
+def rescaled_step_size(eps: ArrayLike, alpha: ArrayLike, t: ArrayLike, curvature: ArrayLike):
+    """Annealing step in rescaled coordinates: the paper's ``h = eps t**alpha`` on ``p_t``.
+
+    On the target that step is ``h / t = eps * t**(alpha - 1)``; dividing by the
+    curvature estimate ``L`` measures ``eps`` in units of ``1 / L``, so that the
+    annealing is equally hot on posteriors of any scale.
+    """
+    return eps * t ** (alpha - 1) / curvature
 
 
 def langevin_step_size(eps: ArrayLike, t: ArrayLike, alpha: ArrayLike):
@@ -162,3 +210,24 @@ def check_schedule(schedule: Schedule) -> None:
         raise ValueError(
             f"`schedule` callable must reach t = 1 at u = 1 (the target); got t = {levels[-1]:.6g}."
         )
+
+
+__all__ = [
+    "SCHEDULES",
+    "Schedule",
+    "check_schedule",
+    "contract",
+    "contraction",
+    "from_rescaled",
+    "geometric_schedule",
+    "initial_level",
+    "langevin_step_size",
+    "level_after",
+    "linear_schedule",
+    "log_density",
+    "log_normalizer",
+    "make_schedule",
+    "rescaled_step_size",
+    "score",
+    "to_rescaled",
+]

@@ -10,14 +10,16 @@ from numpyro_dilation.adaptation import (
     MIN_ANNEAL_STEPS,
     MIN_DRAWS_PER_DIM,
     adaptation_windows,
+    update_curvature,
+    warmup_phases,
+    window_adapter,
+)
+from numpyro_dilation.metric import (
     gradient_informed_covariance,
     mass_matrix_sqrt,
     metric_norm_sq,
     regularize_covariance,
-    update_curvature,
-    warmup_phases,
     whitening_of,
-    window_adapter,
 )
 
 

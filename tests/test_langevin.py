@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 from jax.scipy.stats import multivariate_normal
 
-from numpyro_dilation.adaptation import mass_matrix_sqrt
-from numpyro_dilation.langevin import (
-    langevin_move,
-    langevin_proposal,
-    mala_log_accept_ratio,
-    precondition,
-)
+from numpyro_dilation.langevin import langevin_move, langevin_proposal, mala_log_accept_ratio
+from numpyro_dilation.metric import make_metric, precondition
 
 from .conftest import assert_mean_close, assert_sd_close
 
@@ -53,10 +48,10 @@ def test_log_accept_ratio_matches_proposal_densities(dense):
 def test_proposal_has_preconditioned_langevin_law(dense):
     cov = jnp.array([[2.0, 0.6, 0.0], [0.6, 1.0, -0.3], [0.0, -0.3, 0.5]])
     P = cov if dense else jnp.diag(cov)
-    A = mass_matrix_sqrt(P)
+    metric = make_metric(P)
     y, g, h = jnp.array([1.0, -2.0, 0.5]), jnp.array([0.5, 1.0, -1.0]), 0.3
     keys = jax.random.split(jax.random.PRNGKey(0), 20000)
-    draws = jax.vmap(lambda k: langevin_proposal(k, y, g, h, P, A))(keys)
+    draws = jax.vmap(lambda k: langevin_proposal(k, y, g, h, metric))(keys)
     np.testing.assert_allclose(draws.mean(0), y - h * precondition(P, g), atol=0.03)
     expected_cov = 2 * h * (P if dense else jnp.diag(P))
     np.testing.assert_allclose(np.cov(np.asarray(draws).T), expected_cov, atol=0.03)
@@ -70,7 +65,7 @@ def test_nonfinite_proposal_is_rejected_and_divergent():
     pe, g = pag(y)
     for adjusted in (True, False):
         move = langevin_move(
-            jax.random.PRNGKey(3), y, pe, g, pag, 50.0, jnp.ones(2), jnp.ones(2), adjusted=adjusted
+            jax.random.PRNGKey(3), y, pe, g, pag, 50.0, make_metric(jnp.ones(2)), adjusted=adjusted
         )
         assert bool(move.diverging)
         assert float(move.accept_prob) == 0.0
@@ -84,13 +79,15 @@ def test_overflowing_ratio_is_a_divergence_not_a_move():
     pag = jax.value_and_grad(U)
     y = jnp.array([0.0, 0.0])
     pe, g = pag(y)
-    far = lambda key, y, g, h, P, A: jnp.array([70.0, 0.0])  # noqa: E731
+    far = lambda key, y, g, h, metric: jnp.array([70.0, 0.0])  # noqa: E731
     import numpyro_dilation.langevin as lang
 
     original = lang.langevin_proposal
     lang.langevin_proposal = far
     try:
-        move = lang.langevin_move(jax.random.PRNGKey(0), y, pe, g, pag, 1.0, jnp.ones(2), jnp.ones(2))
+        move = lang.langevin_move(
+            jax.random.PRNGKey(0), y, pe, g, pag, 1.0, make_metric(jnp.ones(2))
+        )
     finally:
         lang.langevin_proposal = original
     assert bool(move.diverging)
@@ -105,12 +102,12 @@ def test_mala_leaves_gaussian_invariant(dense):
     U = gaussian_potential(mean, cov)
     pag = jax.value_and_grad(U)
     P = jnp.diag(jnp.array([0.5, 3.0])) if dense else jnp.array([0.5, 3.0])
-    A = mass_matrix_sqrt(P)
+    metric = make_metric(P)
     h = 0.9  # far too large for unadjusted Langevin to be accurate
 
     def step(carry, key):
         y, pe, g = carry
-        move = langevin_move(key, y, pe, g, pag, h, P, A)
+        move = langevin_move(key, y, pe, g, pag, h, metric)
         return (move.y, move.potential_energy, move.grad), move.y
 
     def chain(key):
