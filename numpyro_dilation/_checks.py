@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
+from numpyro import handlers
+from numpyro.infer.initialization import init_to_uniform
+from numpyro.util import is_prng_key
+
+from numpyro_dilation.path import check_schedule
 
 
 def _is_real(value: Any) -> bool:
@@ -128,3 +137,197 @@ def check_inverse_mass_matrix(value: Any, dense_mass: bool | None) -> Any:
     else:
         raise ValueError(f"`inverse_mass_matrix` must be 1-D or 2-D; got {arr.ndim}-D.")
     return value
+
+
+def is_key_batch(rng_key: Any) -> bool:
+    """True for a batch of keys (vectorised chains), False for one key; TypeError otherwise."""
+    if is_prng_key(rng_key):
+        return False
+    dtype = getattr(rng_key, "dtype", None)
+    ndim = np.ndim(rng_key)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and ndim == 1:
+        return True
+    if dtype == jnp.uint32 and ndim == 2 and np.shape(rng_key)[-1] == 2:
+        return True
+    raise TypeError(
+        "`rng_key` must be a JAX random key such as jax.random.PRNGKey(0) (or, for"
+        f" vectorised chains, a batch of them); got {rng_key!r:.80}."
+    )
+
+
+def resolve_center(center: Any, params: Any, flat: jax.Array) -> jax.Array | None:
+    """Flat centre array for a validated ``center``, or ``None`` for ``"init"``.
+
+    ``params`` is one chain's unconstrained parameters and ``flat`` their
+    flattening, which fix the order and size a given centre must have.
+    """
+    if isinstance(center, str):
+        return None if center == "init" else jnp.zeros_like(flat)
+    given = center
+    if isinstance(given, dict):
+        if isinstance(params, dict) and set(given) != set(params):
+            raise ValueError(
+                "`center` given as a dict must have one entry per latent site,"
+                f" {sorted(params)}; got {sorted(given)}."
+            )
+        # Order the entries as the latent sites are flattened.
+        given = {k: given[k] for k in params} if isinstance(params, dict) else given
+        given = ravel_pytree(jax.tree.map(jnp.asarray, given))[0]
+    given = jnp.ravel(jnp.asarray(given))
+    if given.size != flat.size:
+        raise ValueError(
+            f"`center` must have {flat.size} entries (one per unconstrained latent"
+            f" coordinate); got {given.size}."
+        )
+    return given.astype(flat.dtype)
+
+
+def check_continuous_latents(
+    model: Callable, rng_key, model_args, model_kwargs, init_strategy=init_to_uniform
+) -> None:
+    """Raise a clear error if ``model`` has discrete latent sites not marked for enumeration."""
+    # Values come from the init strategy, as in NumPyro's own initialisation, so that
+    # improper priors (which cannot be sampled) trace too.
+    seeded = handlers.substitute(handlers.seed(model, rng_key), substitute_fn=init_strategy)
+    with handlers.block(), handlers.trace() as trace:
+        seeded(*model_args, **model_kwargs)
+    discrete = [
+        name
+        for name, site in trace.items()
+        if site["type"] == "sample"
+        and not site["is_observed"]
+        and site["fn"].support.is_discrete
+        and site["infer"].get("enumerate") is None
+    ]
+    if discrete:
+        one = len(discrete) == 1
+        raise ValueError(
+            f"DilationLangevin samples continuous latent sites only, but {discrete} "
+            f"{'is' if one else 'are'} discrete. Marginalise {'it' if one else 'them'} out of"
+            " the model, or mark the site with infer={'enumerate': 'parallel'} (needs the"
+            " funsor package) so that NumPyro sums it out of the potential energy."
+        )
+
+
+def check_options(**options: Any) -> dict[str, Any]:
+    """Validate :class:`~numpyro_dilation.DilationLangevin`'s keyword options.
+
+    Returns the options converted (floats, ints, bools); raises a TypeError or
+    ValueError naming the first invalid one and what would be valid.
+    """
+    out = dict(options)
+    for name in ("step_size", "eps", "alpha"):
+        out[name] = check_positive_float(name, options[name])
+    for name in ("t_min", "target_accept_prob"):
+        out[name] = check_unit_interval(name, options[name])
+    if options["num_anneal_steps"] is not None:
+        out["num_anneal_steps"] = check_positive_int(
+            "num_anneal_steps", options["num_anneal_steps"]
+        )
+    check_schedule(options["schedule"])
+    out["center"] = check_center(options["center"])
+    for name in (
+        "adapt_step_size",
+        "adapt_mass_matrix",
+        "adjust",
+        "forward_mode_differentiation",
+        "regularize_mass_matrix",
+        "ensemble",
+    ):
+        out[name] = check_bool(name, options[name])
+    out["dense_mass"] = check_dense_mass(options["dense_mass"])
+    out["inverse_mass_matrix"] = check_inverse_mass_matrix(
+        options["inverse_mass_matrix"], options["dense_mass"]
+    )
+    if not callable(options["init_strategy"]):
+        raise TypeError(
+            "`init_strategy` must be a callable such as numpyro.infer.init_to_median;"
+            f" got {type(options['init_strategy']).__name__}."
+        )
+    return out
+
+
+def check_ensemble_chains(vectorized: bool, rng_key: Any) -> None:
+    """Ensemble mode needs vectorised chains, at least 4 of them."""
+    num_chains = rng_key.shape[0] if vectorized else 1
+    if not vectorized or num_chains < 4:
+        got = (
+            f"num_chains={num_chains}"
+            if vectorized
+            else "a single chain or a non-vectorized chain_method"
+        )
+        raise ValueError(
+            "ensemble=True moves chains using the other chains: it needs"
+            " MCMC(..., chain_method='vectorized') with num_chains >= 4 (64 to 1024"
+            f" recommended); got {got}."
+        )
+
+
+def check_finite_start(potential_energy: Any, grad: Any, center: Any) -> None:
+    """The chains start at the centre: the potential and its gradient must be finite there."""
+    if isinstance(potential_energy, jax.core.Tracer):
+        return  # under pmap the values are not known here
+    finite = np.all(np.isfinite(np.asarray(potential_energy))) and np.all(
+        np.isfinite(np.asarray(grad))
+    )
+    if not finite:
+        where = "each chain's initial point" if center == "init" else "the dilation centre"
+        raise ValueError(
+            f"The potential energy or its gradient is not finite at {where}, where every"
+            " chain starts. Pass `center=` a point where the model's density is positive"
+            " and smooth (or `center='init'` with a suitable `init_strategy`/`init_params`)."
+        )
+
+
+def check_init_params(init_params: Any) -> None:
+    """Unconstrained initial values must be floating point (integers cannot move)."""
+    for leaf in jax.tree.leaves(init_params):
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise TypeError(
+                "`init_params` must hold floating-point arrays (unconstrained values);"
+                f" got dtype {jnp.result_type(leaf)}. Pass e.g. jnp.zeros(3) rather than"
+                " an integer array."
+            )
+
+
+def check_dimensions(
+    size: int, dtype, t_min: float, inverse_mass_matrix: Any, dense: bool, auto_dense_max_dim: int
+) -> None:
+    """Check the settings that depend on the model's size and dtype, once it is known."""
+    if size == 0:
+        raise ValueError("The model has no latent sample sites: there is nothing to sample.")
+    if t_min < np.finfo(dtype).tiny:
+        raise ValueError(
+            f"`t_min`={t_min!r} underflows in {dtype}: it must be at least"
+            f" {np.finfo(dtype).tiny:.3g} (the smallest normal number); values near"
+            " 0.01-0.1 are typical."
+        )
+    if inverse_mass_matrix is not None and np.shape(inverse_mass_matrix)[0] != size:
+        raise ValueError(
+            f"`inverse_mass_matrix` must have {size} rows (one per unconstrained latent"
+            f" coordinate); got shape {np.shape(inverse_mass_matrix)}."
+        )
+    if np.ndim(inverse_mass_matrix) == 2 and not dense:
+        raise ValueError(
+            f"A 2-D `inverse_mass_matrix` needs a dense mass matrix, but this model has"
+            f" {size} dimensions (diagonal above {auto_dense_max_dim} unless dense_mass=True)."
+        )
+
+
+__all__ = [
+    "check_bool",
+    "check_center",
+    "check_continuous_latents",
+    "check_dense_mass",
+    "check_dimensions",
+    "check_ensemble_chains",
+    "check_finite_start",
+    "check_init_params",
+    "check_inverse_mass_matrix",
+    "check_options",
+    "check_positive_float",
+    "check_positive_int",
+    "check_unit_interval",
+    "is_key_batch",
+    "resolve_center",
+]

@@ -23,16 +23,22 @@ targets is invariant (the argument of ter Braak 2006 and of NumPyro's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import random
+from jax import random, vmap
+from jax.flatten_util import ravel_pytree
 from jax.scipy.special import logsumexp
 
-from numpyro_dilation.adaptation import lower_triangular_inverse
+from numpyro_dilation import path
+from numpyro_dilation.dilation import DilationState, phases
+from numpyro_dilation.metric import lower_triangular_inverse, metric_norm_sq, variances
 
 MOVES = ("de", "translate", "independence")
+#: The moves built on the clusters of the other half (their jumps score the cluster count).
+CLUSTER_MOVES = ("translate", "independence")
 
 #: Cluster counts tried during warmup (those above a quarter of the half are skipped).
 CLUSTER_CANDIDATES = (2, 4, 8, 16)
@@ -224,12 +230,30 @@ def propose(
     return jax.lax.switch(move, (de, translate, independence), None)
 
 
+class Chains(NamedTuple):
+    """Positions of some chains with their target potentials and gradients.
+
+    Attributes
+    ----------
+    y : array, shape (m, d)
+        Positions (rescaled coordinates).
+    potential_energy : array, shape (m,)
+        The target's potential at ``y`` (not the level's).
+    grad : array, shape (m, d)
+        Its gradient.
+    """
+
+    y: jax.Array
+    potential_energy: jax.Array
+    grad: jax.Array
+
+
 class PopulationUpdate(NamedTuple):
     """Outcome of the population moves of one half of the chains.
 
     Attributes
     ----------
-    y, potential_energy, grad : array
+    chains : Chains
         New positions, potentials and gradients of the half.
     move : array of int
         Move proposed to each chain (an index into :data:`MOVES`).
@@ -241,27 +265,159 @@ class PopulationUpdate(NamedTuple):
         Squared distance moved (0 if rejected), in each chain's metric.
     """
 
-    y: jax.Array
-    potential_energy: jax.Array
-    grad: jax.Array
+    chains: Chains
     move: jax.Array
     accept_prob: jax.Array
     accepted: jax.Array
     jump: jax.Array
 
 
+class EnsembleSettings(NamedTuple):
+    """Tuned population-move settings, one value for the whole ensemble.
+
+    Attributes
+    ----------
+    move_probs : array, shape (3,)
+        Probability of each move of :data:`MOVES` when an iteration runs population moves.
+    population_prob : float
+        Probability that an iteration runs population moves (after the local step).
+    num_clusters : int
+        Clusters fitted to the other half for ``translate`` and ``independence``.
+    jump_local, jump_moves, jump_clusters : array
+        Warmup running averages of the squared jump distance (in the sampler's
+        metric) of the local step, of each move, and of the cluster moves for
+        each candidate cluster count; they drive the tuning and are frozen with it.
+    mode_jump_rate : float
+        Warmup running average of the fraction of chains whose population move
+        was an accepted mode jump (on iterations that ran population moves).
+    """
+
+    move_probs: jax.Array
+    population_prob: jax.Array
+    num_clusters: jax.Array
+    jump_local: jax.Array
+    jump_moves: jax.Array
+    jump_clusters: jax.Array
+    mode_jump_rate: jax.Array
+
+
+class EnsembleStats(NamedTuple):
+    """Per-chain population-move statistics (leading axis: chains).
+
+    Attributes
+    ----------
+    accept_prob : array, shape (n, 3)
+        Acceptance probability of each move type this iteration (0 if not proposed).
+    num_proposals, num_accepted : array, shape (n, 3)
+        Cumulative proposals and acceptances of each move type.
+    num_mode_jumps : array, shape (n,)
+        Cumulative accepted population moves that took the chain farther than
+        two draws of one mode would be apart (a jump between modes).
+    """
+
+    accept_prob: jax.Array
+    num_proposals: jax.Array
+    num_accepted: jax.Array
+    num_mode_jumps: jax.Array
+
+
+class EnsembleState(NamedTuple):
+    """Ensemble-mode part of the sampler's state: shared settings and per-chain statistics.
+
+    The attributes below the two fields read per chain, so that NumPyro's
+    ``extra_fields`` (``"ensemble.move_probs"``, ``"ensemble.num_mode_jumps"``,
+    ...) collect one row per chain like every other field.
+    """
+
+    settings: EnsembleSettings
+    stats: EnsembleStats
+
+    def _per_chain(self, value):
+        n = self.stats.num_mode_jumps.shape[0]
+        return jnp.broadcast_to(value, (n,) + jnp.shape(value))
+
+    @property
+    def move_probs(self) -> jax.Array:
+        """Tuned move probabilities, shape (n, 3)."""
+        return self._per_chain(self.settings.move_probs)
+
+    @property
+    def population_prob(self) -> jax.Array:
+        """Tuned probability of population moves per iteration, shape (n,)."""
+        return self._per_chain(self.settings.population_prob)
+
+    @property
+    def num_clusters(self) -> jax.Array:
+        """Tuned cluster count, shape (n,)."""
+        return self._per_chain(self.settings.num_clusters)
+
+    @property
+    def accept_prob(self) -> jax.Array:
+        """Acceptance probability of each move type this iteration, shape (n, 3)."""
+        return self.stats.accept_prob
+
+    @property
+    def num_proposals(self) -> jax.Array:
+        """Cumulative proposals of each move type, shape (n, 3)."""
+        return self.stats.num_proposals
+
+    @property
+    def num_accepted(self) -> jax.Array:
+        """Cumulative acceptances of each move type, shape (n, 3)."""
+        return self.stats.num_accepted
+
+    @property
+    def num_mode_jumps(self) -> jax.Array:
+        """Cumulative accepted jumps between modes, shape (n,)."""
+        return self.stats.num_mode_jumps
+
+    @property
+    def mean_accept_prob(self) -> jax.Array:
+        """Fraction of accepted proposals of each move type so far (NaN if none)."""
+        proposals = self.stats.num_proposals
+        return self.stats.num_accepted / jnp.where(proposals > 0, proposals, jnp.nan)
+
+
+def init_ensemble_state(num_chains: int, dtype) -> EnsembleState:
+    """Untuned ensemble state: every move equally likely, population moves every iteration."""
+    int_dtype = jnp.result_type(int)
+    settings = EnsembleSettings(
+        move_probs=jnp.full(len(MOVES), 1.0 / len(MOVES), dtype),
+        population_prob=jnp.ones((), dtype),
+        num_clusters=jnp.array(CLUSTER_CANDIDATES[1], int_dtype),
+        jump_local=jnp.zeros((), dtype),
+        jump_moves=jnp.zeros(len(MOVES), dtype),
+        jump_clusters=jnp.zeros(len(CLUSTER_CANDIDATES), dtype),
+        mode_jump_rate=jnp.zeros((), dtype),
+    )
+    stats = EnsembleStats(
+        accept_prob=jnp.zeros((num_chains, len(MOVES)), dtype),
+        num_proposals=jnp.zeros((num_chains, len(MOVES)), int_dtype),
+        num_accepted=jnp.zeros((num_chains, len(MOVES)), int_dtype),
+        num_mode_jumps=jnp.zeros(num_chains, int_dtype),
+    )
+    return EnsembleState(settings, stats)
+
+
+def init(state: DilationState) -> DilationState:
+    """Ensemble-mode state from a batch of chain states: one key, untuned settings."""
+    n = state.y.shape[0]
+    return state._replace(
+        rng_key=random.fold_in(state.rng_key[0], n),
+        ensemble=init_ensemble_state(n, state.y.dtype),
+    )
+
+
 def population_update(
     rng_key: jax.Array,
-    y: jax.Array,
-    potential_energy: jax.Array,
-    grad: jax.Array,
+    active: Chains,
     others: jax.Array,
-    move_probs: jax.Array,
-    num_clusters,
-    potential_and_grad,
-    metric_norm_sq,
+    settings: EnsembleSettings,
+    potential_and_grad: Callable,
+    chain_norm_sq: Callable,
+    *,
+    scale: jax.Array | None = None,
     max_clusters: int = max(CLUSTER_CANDIDATES),
-    scale=None,
 ) -> PopulationUpdate:
     """Update one half of the chains with proposals built from the other half.
 
@@ -269,32 +425,31 @@ def population_update(
     ----------
     rng_key : jax.Array
         Random key.
-    y, potential_energy, grad : array, shapes (m, d), (m,), (m, d)
-        The active half: positions, potentials and gradients.
+    active : Chains
+        The active half, shapes (m, d), (m,), (m, d).
     others : array, shape (n, d)
         Positions of the inactive half (held fixed).
-    move_probs : array, shape (3,)
-        Probability of each move of :data:`MOVES`.
-    num_clusters : int
-        Clusters to fit to ``others``.
+    settings : EnsembleSettings
+        Move probabilities and cluster count.
     potential_and_grad : callable
         ``y -> (U(y), grad U(y))`` for one chain.
-    metric_norm_sq : callable
+    chain_norm_sq : callable
         ``(chain, delta) -> squared length of delta`` in that chain's metric.
-    max_clusters : int
-        Static upper bound on ``num_clusters``.
     scale : array, shape (d,), optional
         Within-mode scale of each coordinate for the clustering (a function of
         the inactive half only); the inactive half's spread by default.
+    max_clusters : int
+        Static upper bound on ``settings.num_clusters``.
     """
     key_fit, key_move, key_prop, key_accept = random.split(rng_key, 4)
+    y, potential_energy, grad = active
     m = y.shape[0]
-    clusters = fit_clusters(key_fit, others, max_clusters, num_clusters, scale)
-    moves = random.categorical(key_move, jnp.log(move_probs), shape=(m,))
-    proposals = jax.vmap(propose, in_axes=(0, 0, 0, None, None))(
+    clusters = fit_clusters(key_fit, others, max_clusters, settings.num_clusters, scale)
+    moves = random.categorical(key_move, jnp.log(settings.move_probs), shape=(m,))
+    proposals = vmap(propose, in_axes=(0, 0, 0, None, None))(
         random.split(key_prop, m), moves, y, others, clusters
     )
-    pe_new, grad_new = jax.vmap(potential_and_grad)(proposals.y)
+    pe_new, grad_new = vmap(potential_and_grad)(proposals.y)
     log_ratio = potential_energy - pe_new + proposals.log_correction
     ok = (
         proposals.valid
@@ -306,11 +461,13 @@ def population_update(
     accept_prob = jnp.where(ok, jnp.exp(jnp.minimum(jnp.where(ok, log_ratio, 0.0), 0.0)), 0.0)
     accepted = random.uniform(key_accept, (m,), y.dtype) < accept_prob
     new_y = jnp.where(accepted[:, None], proposals.y, y)
-    jump = jnp.where(accepted, jax.vmap(metric_norm_sq)(jnp.arange(m), new_y - y), 0.0)
+    jump = jnp.where(accepted, vmap(chain_norm_sq)(jnp.arange(m), new_y - y), 0.0)
     return PopulationUpdate(
-        y=new_y,
-        potential_energy=jnp.where(accepted, pe_new, potential_energy),
-        grad=jnp.where(accepted[:, None], grad_new, grad),
+        chains=Chains(
+            y=new_y,
+            potential_energy=jnp.where(accepted, pe_new, potential_energy),
+            grad=jnp.where(accepted[:, None], grad_new, grad),
+        ),
         move=moves,
         accept_prob=accept_prob.astype(y.dtype),
         accepted=accepted,
@@ -318,132 +475,77 @@ def population_update(
     )
 
 
-class EnsembleState(NamedTuple):
-    """Ensemble-mode part of a chain's state (the same tuning values in every chain).
+class IterationSummary(NamedTuple):
+    """What one ensemble iteration tells the tuning (see :func:`tune_ensemble`).
 
     Attributes
     ----------
-    move_probs : array, shape (3,)
-        Probability of each move of :data:`MOVES` when an iteration runs population moves.
-    population_prob : float
-        Probability that an iteration runs population moves (after the local MALA step).
-    num_clusters : int
-        Clusters fitted to the other half for ``translate`` and ``independence``.
-    jump_local, jump_moves, jump_clusters : array
-        Warmup running averages of the squared jump distance (in the sampler's
-        metric) of the local step, of each move, and of the cluster moves for
-        each candidate cluster count; they drive the tuning and are frozen with it.
-    mode_jump_rate : float
-        Warmup running average of the fraction of chains whose population move
-        was an accepted mode jump (on iterations that ran population moves).
-    accept_prob : array, shape (3,)
-        Acceptance probability of each move type this iteration (0 if not proposed).
-    num_proposals, num_accepted : array, shape (3,)
-        Cumulative proposals and acceptances of each move type for this chain.
-    num_mode_jumps : int
-        Cumulative accepted population moves that took this chain farther than
-        two draws of one mode would be apart (a jump between modes).
+    local_jump : float
+        Mean squared jump of this iteration's local steps.
+    ran_population : bool
+        Whether population moves ran this iteration.
+    move_jump, move_count : array, shape (3,)
+        Sum of squared jumps and number of proposals of each move.
+    cluster_jump : float
+        Mean squared jump of this iteration's cluster moves (:data:`CLUSTER_MOVES`).
+    mode_jump_fraction : float
+        Fraction of chains whose population move was an accepted mode jump.
     """
 
-    move_probs: jax.Array
-    population_prob: jax.Array
-    num_clusters: jax.Array
-    jump_local: jax.Array
-    jump_moves: jax.Array
-    jump_clusters: jax.Array
-    mode_jump_rate: jax.Array
-    accept_prob: jax.Array
-    num_proposals: jax.Array
-    num_accepted: jax.Array
-    num_mode_jumps: jax.Array
-
-    @property
-    def mean_accept_prob(self) -> jax.Array:
-        """Fraction of accepted proposals of each move type so far (NaN if none)."""
-        return self.num_accepted / jnp.where(self.num_proposals > 0, self.num_proposals, jnp.nan)
-
-
-def init_ensemble_state(num_chains: int, dtype) -> EnsembleState:
-    """Untuned ensemble state: every move equally likely, population moves every iteration."""
-    int_dtype = jnp.result_type(int)
-    shared = EnsembleState(
-        move_probs=jnp.full(len(MOVES), 1.0 / len(MOVES), dtype),
-        population_prob=jnp.ones((), dtype),
-        num_clusters=jnp.array(CLUSTER_CANDIDATES[1], int_dtype),
-        jump_local=jnp.zeros((), dtype),
-        jump_moves=jnp.zeros(len(MOVES), dtype),
-        jump_clusters=jnp.zeros(len(CLUSTER_CANDIDATES), dtype),
-        mode_jump_rate=jnp.zeros((), dtype),
-        accept_prob=jnp.zeros(len(MOVES), dtype),
-        num_proposals=jnp.zeros(len(MOVES), int_dtype),
-        num_accepted=jnp.zeros(len(MOVES), int_dtype),
-        num_mode_jumps=jnp.zeros((), int_dtype),
-    )
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains,) + x.shape), shared)
+    local_jump: jax.Array
+    ran_population: jax.Array
+    move_jump: jax.Array
+    move_count: jax.Array
+    cluster_jump: jax.Array
+    mode_jump_fraction: jax.Array
 
 
 def tune_ensemble(
-    shared: EnsembleState,
-    local_jump: jax.Array,
-    ran_population: jax.Array,
-    move_jump: jax.Array,
-    move_count: jax.Array,
-    cluster_jump: jax.Array,
+    settings: EnsembleSettings,
+    summary: IterationSummary,
+    *,
     final: jax.Array,
     max_candidate: int,
-    mode_jump_fraction: jax.Array = 0.0,
-) -> EnsembleState:
-    """One warmup tuning step of the shared ensemble settings (pure).
+) -> EnsembleSettings:
+    """One warmup tuning step of the ensemble settings (pure).
 
     Each move is scored by its squared jump distance per gradient evaluation (a
     running average over chains and iterations), which is large for moves that
     carry chains between modes and for good global proposals, and small for
     moves that are mostly rejected.  Move probabilities follow the scores (with
     a floor); population moves run on a fraction of iterations that grows with
-    their score relative to the local MALA step (so that a unimodal posterior
-    pays little for them), but on at least :data:`MULTIMODAL_POPULATION_PROB` of
-    them once warmup has seen mode jumps (a local step's squared jump can
-    exceed that of rare mode jumps, yet only the jumps re-weigh the modes, as
-    in 32 dimensions where the ratio alone fell to the floor and left 0.2 jumps
-    per chain); the cluster count cycles through
-    :data:`CLUSTER_CANDIDATES` and, at the end of warmup, settles on the one
-    whose cluster moves jumped farthest.
+    their score relative to the local step (so that a unimodal posterior pays
+    little for them), but on at least :data:`MULTIMODAL_POPULATION_PROB` of them
+    once warmup has seen mode jumps (a local step's squared jump can exceed that
+    of rare mode jumps, yet only the jumps re-weigh the modes, as in 32
+    dimensions where the ratio alone fell to the floor and left 0.2 jumps per
+    chain); the cluster count cycles through :data:`CLUSTER_CANDIDATES` and, at
+    the end of warmup, settles on the one whose cluster moves jumped farthest.
 
     Parameters
     ----------
-    shared : EnsembleState
-        Current settings (one chain's copy).
-    local_jump : float
-        Mean squared jump of this iteration's local steps.
-    ran_population : bool
-        Whether population moves ran this iteration.
-    move_jump, move_count : array, shape (3,)
-        Sum of squared jumps and number of proposals of each move this iteration.
-    cluster_jump : float
-        Mean squared jump of this iteration's cluster moves (translate, independence).
+    settings : EnsembleSettings
+        Current settings.
+    summary : IterationSummary
+        This iteration's jumps and acceptances.
     final : bool
         Last warmup iteration: fix the cluster count.
     max_candidate : int
         Index of the largest usable entry of :data:`CLUSTER_CANDIDATES`.
-    mode_jump_fraction : float
-        Fraction of chains whose population move this iteration was an accepted
-        mode jump.
     """
     w = EMA_WEIGHT
     candidates = jnp.asarray(CLUSTER_CANDIDATES)
-    jump_local = shared.jump_local + w * (local_jump - shared.jump_local)
-    seen = ran_population & (move_count > 0)
-    mean_move = move_jump / jnp.maximum(move_count, 1)
+    ran = summary.ran_population
+    jump_local = settings.jump_local + w * (summary.local_jump - settings.jump_local)
+    seen = ran & (summary.move_count > 0)
+    mean_move = summary.move_jump / jnp.maximum(summary.move_count, 1)
     jump_moves = jnp.where(
-        seen, shared.jump_moves + w * (mean_move - shared.jump_moves), shared.jump_moves
+        seen, settings.jump_moves + w * (mean_move - settings.jump_moves), settings.jump_moves
     )
-    k_idx = jnp.argmax(candidates == shared.num_clusters)
-    jump_clusters = shared.jump_clusters.at[k_idx].set(
-        jnp.where(
-            ran_population,
-            shared.jump_clusters[k_idx] + w * (cluster_jump - shared.jump_clusters[k_idx]),
-            shared.jump_clusters[k_idx],
-        )
+    k_idx = jnp.argmax(candidates == settings.num_clusters)
+    old = settings.jump_clusters[k_idx]
+    jump_clusters = settings.jump_clusters.at[k_idx].set(
+        jnp.where(ran, old + w * (summary.cluster_jump - old), old)
     )
     total = jnp.sum(jump_moves)
     floor = MIN_MOVE_PROB
@@ -456,9 +558,9 @@ def tune_ensemble(
         1.0,
     )
     mode_jump_rate = jnp.where(
-        ran_population,
-        shared.mode_jump_rate + w * (mode_jump_fraction - shared.mode_jump_rate),
-        shared.mode_jump_rate,
+        ran,
+        settings.mode_jump_rate + w * (summary.mode_jump_fraction - settings.mode_jump_rate),
+        settings.mode_jump_rate,
     )
     population_prob = jnp.where(
         mode_jump_rate > MULTIMODAL_MIN_JUMP_RATE,
@@ -469,12 +571,195 @@ def tune_ensemble(
     best = jnp.argmax(jnp.where(usable, jump_clusters, -jnp.inf))
     next_idx = (k_idx + 1) % (max_candidate + 1)
     num_clusters = jnp.where(final, candidates[best], candidates[next_idx])
-    return shared._replace(
-        move_probs=move_probs.astype(shared.move_probs.dtype),
-        population_prob=population_prob.astype(shared.population_prob.dtype),
-        num_clusters=num_clusters.astype(shared.num_clusters.dtype),
+    return EnsembleSettings(
+        move_probs=move_probs.astype(settings.move_probs.dtype),
+        population_prob=population_prob.astype(settings.population_prob.dtype),
+        num_clusters=num_clusters.astype(settings.num_clusters.dtype),
         jump_local=jump_local,
         jump_moves=jump_moves,
         jump_clusters=jump_clusters,
-        mode_jump_rate=mode_jump_rate.astype(shared.mode_jump_rate.dtype),
+        mode_jump_rate=mode_jump_rate.astype(settings.mode_jump_rate.dtype),
     )
+
+
+def max_cluster_candidate(num_chains: int) -> int:
+    """Index of the largest cluster count usable with ``num_chains`` (a quarter of a half)."""
+    half = num_chains // 2
+    usable = [k for k, c in enumerate(CLUSTER_CANDIDATES) if c <= max(half // 4, 2)]
+    return max(usable)
+
+
+def mode_jump_threshold(d: int):
+    """Squared whitened distance beyond which a move left its mode.
+
+    Two draws of one mode are about ``2 d`` apart in the metric (a chi-square
+    with ``2 d`` degrees of freedom, sd ``sqrt(2 * 2 d)``); six sds more is a jump.
+    """
+    return 2 * d + 6 * jnp.sqrt(2.0 * d)
+
+
+def population_moves(
+    rng_key: jax.Array, state: DilationState, settings: EnsembleSettings, potential_and_grad
+) -> tuple[DilationState, tuple]:
+    """Update each half of the chains with proposals built from the other half (exact MH).
+
+    Returns the new state and, per chain, the move proposed, its acceptance
+    probability, whether it was accepted and the squared jump.
+    """
+    n, d = state.y.shape
+    half = n // 2
+    _, unravel = ravel_pytree(jax.tree.map(lambda x: x[0], state.z))
+    log_t = path.log_normalizer(d, state.t)
+    key_a, key_b = random.split(rng_key)
+    whitening = state.adapt_state.whitening
+    scales = vmap(variances)(state.adapt_state.inverse_mass_matrix)
+
+    def update(key, idx, other_idx, chains: Chains):
+        def chain_norm_sq(k, delta):
+            return metric_norm_sq(whitening[idx][k], delta)
+
+        # the other half's adapted metric: the scale within a mode
+        scale = jnp.sqrt(jnp.mean(scales[other_idx], axis=0))
+        active = jax.tree.map(lambda x: x[idx], chains)
+        return population_update(
+            key,
+            active,
+            chains.y[other_idx],
+            settings,
+            potential_and_grad,
+            chain_norm_sq,
+            scale=scale,
+        )
+
+    def put(chains: Chains, idx, new: Chains) -> Chains:
+        return jax.tree.map(lambda x, v: x.at[idx].set(v), chains, new)
+
+    first, second = jnp.arange(half), jnp.arange(half, n)
+    chains = Chains(state.y, state.potential_energy - log_t, state.y_grad)
+    up_a = update(key_a, first, second, chains)
+    chains = put(chains, first, up_a.chains)
+    up_b = update(key_b, second, first, chains)
+    chains = put(chains, second, up_b.chains)
+
+    z = vmap(lambda yy, t, c: unravel(path.from_rescaled(yy, t, c)))(
+        chains.y, state.t, state.center
+    )
+    state = state._replace(
+        y=chains.y, y_grad=chains.grad, potential_energy=chains.potential_energy + log_t, z=z
+    )
+    stats = tuple(
+        jnp.concatenate([a, b])
+        for a, b in zip(
+            (up_a.move, up_a.accept_prob, up_a.accepted, up_a.jump),
+            (up_b.move, up_b.accept_prob, up_b.accepted, up_b.jump),
+        )
+    )
+    return state, stats
+
+
+def _no_population_moves(state: DilationState) -> tuple:
+    n = state.y.shape[0]
+    zeros = jnp.zeros(n, state.y.dtype)
+    return jnp.zeros(n, jnp.result_type(int)), zeros, jnp.zeros(n, bool), zeros
+
+
+def ensemble_step(
+    state: DilationState, local_step: Callable, potential_and_grad: Callable
+) -> DilationState:
+    """One ensemble iteration: every chain's local step, then population moves.
+
+    Parameters
+    ----------
+    state : DilationState
+        Batched chain states with an :class:`EnsembleState` and one random key.
+    local_step : callable
+        ``state -> state``: the local step of every chain (batched, with a key
+        per chain).
+    potential_and_grad : callable
+        ``y -> (U(y), grad U(y))`` of the target on one chain's flat coordinates.
+    """
+    n = state.y.shape[0]
+    i, num_anneal, num_warmup = phases(state, batched=True)
+    key, key_chains, key_population, key_gate = random.split(state.rng_key, 4)
+
+    before = state
+    # the local step maps over chains: the shared ensemble settings stay out of it
+    state = local_step(
+        state._replace(rng_key=random.split(key_chains, n), ensemble=None)
+    )._replace(ensemble=before.ensemble)
+    local_jump = vmap(metric_norm_sq)(state.adapt_state.whitening, state.y - before.y)
+
+    settings = state.ensemble.settings
+    start = jnp.floor(POPULATION_START * num_anneal).astype(i.dtype)
+    run = (i >= start) & (random.uniform(key_gate) < settings.population_prob)
+    state, (move, accept_prob, accepted, jump) = jax.lax.cond(
+        run,
+        lambda s: population_moves(key_population, s, settings, potential_and_grad),
+        lambda s: (s, _no_population_moves(s)),
+        state,
+    )
+    dtype = state.y.dtype
+    onehot = jax.nn.one_hot(move, len(MOVES), dtype=dtype) * run
+    mode_jump = accepted & (jump > mode_jump_threshold(state.y.shape[1]))
+    stats = state.ensemble.stats
+    count_dtype = stats.num_proposals.dtype
+    stats = EnsembleStats(
+        accept_prob=onehot * accept_prob[:, None],
+        num_proposals=stats.num_proposals + onehot.astype(count_dtype),
+        num_accepted=stats.num_accepted + (onehot * accepted[:, None]).astype(count_dtype),
+        num_mode_jumps=stats.num_mode_jumps + mode_jump.astype(stats.num_mode_jumps.dtype),
+    )
+    cluster_mask = jnp.asarray([move_name in CLUSTER_MOVES for move_name in MOVES], dtype)
+    cluster_moves = onehot @ cluster_mask
+    summary = IterationSummary(
+        local_jump=jnp.mean(local_jump),
+        ran_population=run,
+        move_jump=jnp.sum(onehot * jump[:, None], axis=0),
+        move_count=jnp.sum(onehot, axis=0),
+        cluster_jump=jnp.sum(cluster_moves * jump) / jnp.maximum(jnp.sum(cluster_moves), 1.0),
+        mode_jump_fraction=jnp.mean(mode_jump.astype(dtype)),
+    )
+    tuned = tune_ensemble(
+        settings, summary, final=i == num_warmup - 1, max_candidate=max_cluster_candidate(n)
+    )
+    # Tune during the warmup at t = 1 only; the settings are frozen afterwards.
+    tuning = (i >= num_anneal) & (i < num_warmup)
+    settings = jax.tree.map(lambda new, old: jnp.where(tuning, new, old), tuned, settings)
+    grads = state.num_grad_evals + run.astype(state.num_grad_evals.dtype)
+    return state._replace(
+        rng_key=key, ensemble=EnsembleState(settings, stats), num_grad_evals=grads
+    )
+
+
+__all__ = [
+    "CLUSTER_CANDIDATES",
+    "CLUSTER_MOVES",
+    "EMA_WEIGHT",
+    "MIN_MOVE_PROB",
+    "MIN_POPULATION_PROB",
+    "MOVES",
+    "MULTIMODAL_MIN_JUMP_RATE",
+    "MULTIMODAL_POPULATION_PROB",
+    "POPULATION_START",
+    "Chains",
+    "Clusters",
+    "EnsembleSettings",
+    "EnsembleState",
+    "EnsembleStats",
+    "IterationSummary",
+    "PopulationUpdate",
+    "Proposal",
+    "ensemble_step",
+    "fit_clusters",
+    "init",
+    "init_ensemble_state",
+    "kmeans",
+    "max_cluster_candidate",
+    "mixture_log_density",
+    "mode_jump_threshold",
+    "nearest",
+    "population_moves",
+    "population_update",
+    "propose",
+    "tune_ensemble",
+]

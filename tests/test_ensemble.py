@@ -124,11 +124,11 @@ def test_gaussian_moments_are_exact_with_population_moves_forced():
     kernel = mcmc.sampler
     mcmc.warmup(jax.random.PRNGKey(2), init_params=jnp.zeros((32, 3)))
     state = mcmc.post_warmup_state
-    n = 32
-    ens = state.ensemble._replace(
-        move_probs=jnp.full((n, 3), 1.0 / 3, state.y.dtype),
-        population_prob=jnp.ones(n, state.y.dtype),
+    settings = state.ensemble.settings._replace(
+        move_probs=jnp.full(3, 1.0 / 3, state.y.dtype),
+        population_prob=jnp.ones((), state.y.dtype),
     )
+    ens = state.ensemble._replace(settings=settings)
     mcmc.post_warmup_state = state._replace(ensemble=ens)
     mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=ENSEMBLE_FIELDS)
     assert kernel.is_ensemble_kernel
