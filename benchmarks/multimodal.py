@@ -119,7 +119,7 @@ SMC_MCMC_STEPS = 10
 #: Parallel tempering: leapfrog steps per HMC transition, smallest non-zero
 #: inverse temperature, fewest replicas (see :func:`run_pt`).
 PT_LEAPFROG = 2
-PT_BETA_MIN = 1e-3
+PT_BETA_MIN = 1e-2
 PT_MIN_REPLICAS = 8
 #: Draws compared by the energy distance (pairwise distances cost O(n^2)).
 ENERGY_DRAWS = 2000
@@ -1080,7 +1080,7 @@ def _step_size_section(main: list[dict]) -> list[str]:
         h = r["step_size"]
         out.append(f"| `{r['target']}` | {SAMPLER_LABELS[r['sampler']]} | {h['min']:.2g}"
                    f" | {h['median']:.2g} | {h['max']:.2g} | {h['min_over_median']:.2g}"
-                   f" | {h['frac_below_1e-3_median']:.0%} |")
+                   f" | {h['frac_below_1e-3_median']:.1%} |")
     return out + [""]
 
 
@@ -1129,7 +1129,7 @@ def _targets_section(by: dict, tnames: list[str], tinfo: dict, runs: list[dict])
         if h is not None and t.startswith("student") and tinfo[t].get("df") is not None \
                 and len(tinfo[t]["weights"]) == 3:
             row(t, "no step size below 1e-3 of the median", f"min / median {h['min_over_median']:.2g}",
-                h["min_over_median"] >= 1e-3, f"{h['frac_below_1e-3_median']:.0%} of the chains")
+                h["min_over_median"] >= 1e-3, f"{h['frac_below_1e-3_median']:.1%} of the chains")
         a = by.get((t, "aies"))
         if a is not None:
             if dim >= 8:
