@@ -118,6 +118,18 @@ def test_correlated_mvn(regularize):
     assert np.sum(np.abs(np.cov(samples.T) - true_cov)) / D**2 < 0.02
 
 
+def logistic_regression_map(x, y, num_steps=25):
+    """MAP coefficients of a logistic regression with standard normal priors (Newton's method)."""
+    x = x.astype(np.float64)
+    beta = np.zeros(x.shape[1])
+    for _ in range(num_steps):  # the log posterior is strictly concave: Newton converges
+        p = 1.0 / (1.0 + np.exp(-x @ beta))
+        grad = x.T @ (y - p) - beta
+        hess = (x * (p * (1.0 - p))[:, None]).T @ x + np.eye(x.shape[1])
+        beta = beta + np.linalg.solve(hess, grad)
+    return beta
+
+
 def test_logistic_regression_x64():
     N, dim = 3000, 3
     num_warmup, num_samples = 2000, 12000  # BarkerMH's budget
@@ -141,8 +153,10 @@ def test_logistic_regression_x64():
     mcmc.print_summary()
     samples = mcmc.get_samples()
     assert samples["logits"].shape == (num_samples, N)
-    # NumPyro's MAP estimate (AutoDelta) of the coefficients
-    expected_coefs = jnp.array([0.97, 2.05, 3.18])
+    # NumPyro compares with the MAP estimate, hard-coded as [0.97, 2.05, 3.18] for the data of
+    # an older JAX random stream (its NUTS gives [0.98, 1.88, 2.92] on today's data): the MAP is
+    # computed for the data at hand instead, with NumPyro's tolerance
+    expected_coefs = logistic_regression_map(np.asarray(data), np.asarray(labels))
     assert_allclose(jnp.mean(samples["coefs"], 0), expected_coefs, atol=0.1)
     if X64:
         assert samples["coefs"].dtype == jnp.float64
