@@ -50,7 +50,8 @@ JSON layout of :func:`run`: ``settings`` holds the sizes (``num_chains``,
 (label, dim, weights, first two coordinates of the means, ``df``).  Each entry
 of ``runs`` has ``target``, ``sampler``, ``group`` (``main``, ``ablation`` or
 ``label_switching``) and, except for label switching, ``tv``, ``coverage``,
-``modes_found``, ``mode_fractions``, ``energy_distance``, ``chains_switching``,
+``modes_found``, ``mode_fractions``, ``energy_distance``, ``far_fraction`` (draws
+farther from every mode than the exact draws' 0.999 quantile), ``chains_switching``,
 ``num_nonfinite``, ``grads_per_chain``, ``grads_total``, ``wall_s``,
 ``compile_s``, ``sample_s``; sampler-specific extras are ``step_size``
 (DilationLangevin: min, median, max of the chains' adapted step sizes,
@@ -123,6 +124,9 @@ PT_BETA_MIN = 1e-2
 PT_MIN_REPLICAS = 8
 #: Draws compared by the energy distance (pairwise distances cost O(n^2)).
 ENERGY_DRAWS = 2000
+#: Quantile of the exact draws' distance to the nearest mode beyond which a draw
+#: counts as "far" (a perfect sampler has a fraction 1 - FAR_QUANTILE of them).
+FAR_QUANTILE = 0.999
 #: A mode is "found" when it holds at least this fraction of the draws.
 FOUND_FRACTION = 0.01
 #: Issue 5 targets (reported, not asserted).
@@ -202,6 +206,14 @@ class Mixture:
         for chunk in np.array_split(np.asarray(x), max(1, len(x) // 200_000)):
             out.append(np.asarray(jnp.argmax(self.component_log_density(jnp.asarray(chunk)), -1)))
         return np.concatenate(out)
+
+    def nearest_distance(self, x: np.ndarray) -> np.ndarray:
+        """Euclidean distance from each draw (shape ``(n, d)``) to the nearest component location."""
+        x = np.asarray(x, dtype=float)
+        chunk = max(1, 20_000_000 // (len(self.weights) * self.dim))
+        out = [np.sqrt(((x[i:i + chunk, None, :] - self.means) ** 2).sum(-1)).min(-1)
+               for i in range(0, len(x), chunk)]
+        return np.concatenate(out) if out else np.zeros(0)
 
     def box(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-coordinate bounds covering every mode with a margin of 3 scales."""
@@ -332,6 +344,7 @@ class Reference:
     draws: np.ndarray
     energy_floor: float
     tv_floor: float
+    far_radius: float
 
 
 def reference(target: Mixture, num_draws: int, seed: int = 0) -> Reference:
@@ -339,13 +352,17 @@ def reference(target: Mixture, num_draws: int, seed: int = 0) -> Reference:
 
     ``tv_floor`` is the TV of ``num_draws`` independent exact draws: the Monte
     Carlo error a perfect sampler of that many (independent) draws would show.
+    ``far_radius`` is the :data:`FAR_QUANTILE` quantile of those draws' distance
+    to the nearest component location.
     """
     rng = np.random.default_rng(seed)
     mass = mode_fractions(target, target.exact_draws(rng, 1_000_000))
     ref = target.exact_draws(rng, ENERGY_DRAWS)
     floor = energy_distance(target.exact_draws(rng, ENERGY_DRAWS), ref)
-    tv_floor = 0.5 * float(np.abs(mode_fractions(target, target.exact_draws(rng, num_draws)) - mass).sum())
-    return Reference(mass, ref, floor, tv_floor)
+    sample = target.exact_draws(rng, num_draws)
+    tv_floor = 0.5 * float(np.abs(mode_fractions(target, sample) - mass).sum())
+    far = float(np.quantile(target.nearest_distance(sample), FAR_QUANTILE))
+    return Reference(mass, ref, floor, tv_floor, far)
 
 
 def score(target: Mixture, ref: Reference, draws: np.ndarray, seed: int = 1) -> dict[str, Any]:
@@ -365,6 +382,9 @@ def score(target: Mixture, ref: Reference, draws: np.ndarray, seed: int = 1) -> 
         "modes_found": float(np.mean(frac >= FOUND_FRACTION)),
         "mode_fractions": frac.round(5).tolist(),
         "energy_distance": energy_distance(_subsample(draws[finite], ENERGY_DRAWS, rng), ref.draws),
+        # draws farther from every mode than all but 0.1% of exact draws: chains lost in the tails
+        "far_fraction": float(np.mean(target.nearest_distance(draws[finite]) > ref.far_radius))
+        if finite.any() else float("nan"),
         "num_nonfinite": int((~finite).sum()),
     }
 
@@ -826,6 +846,7 @@ def run(quick: bool = False, only_targets: list[str] | None = None,
         spread = (f" h min/median={steps['min']:.2g}/{steps['median']:.2g}" if steps else "")
         print(f"  {target.name:14s} {name:28s} TV={row['tv']:.3f} found={row['modes_found']:.2f}"
               f" cov={row['coverage']:.3f} ED={row['energy_distance']:.3f}"
+              f" far={row['far_fraction']:.3f}"
               f" grads/chain={row['grads_per_chain']:.0f} sample={row['sample_s']:.1f}s"
               f" compile={row['compile_s']:.1f}s{spread}", flush=True)
 
@@ -835,7 +856,7 @@ def run(quick: bool = False, only_targets: list[str] | None = None,
         runs.append({"target": tname, "sampler": "exact", "group": "main", "tv": ref.tv_floor,
                      "modes_found": 1.0, "mode_fractions": ref.region_mass.round(5).tolist(),
                      "coverage": entropic_coverage(ref.region_mass),
-                     "energy_distance": ref.energy_floor})
+                     "far_fraction": 1.0 - FAR_QUANTILE, "energy_distance": ref.energy_floor})
         for name in names:
             key, sub = random.split(key)
             record(target, ref, name, "main",
@@ -981,6 +1002,9 @@ def report(result: dict, figure_dir: Path) -> str:
         " draws (every mode holds at least 2% of the mass)."),
         ("- **coverage**: entropic mode coverage, the entropy of the mode fractions over"
         " log(number of modes); the *exact* row is the truth's (1 for equal weights)."),
+        ("- **far draws**: fraction of the draws farther from every mode than all but 0.1% of"
+        " the exact draws (0.001 for a perfect sampler): chains lost in the tails, where the"
+        " mode assignment, and so the TV, says little."),
         (f"- **energy distance** between {s['energy_draws']} draws taken at random over chains and"
         f" iterations and {s['energy_draws']} exact draws; the *exact* row is its floor (two"
         " exact samples)."),
@@ -998,9 +1022,9 @@ def report(result: dict, figure_dir: Path) -> str:
         info = tinfo[t]
         out.append(f"| `{t}` | {info['dim']} | {info['label']} |")
     out += ["", "### Headline", "",
-            ("| target | sampler | TV | modes found | coverage | energy dist. | chains changing mode"
-             " | grads/chain | grads total | sampling s | compile s |"),
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            ("| target | sampler | TV | modes found | coverage | energy dist. | far draws"
+             " | chains changing mode | grads/chain | grads total | sampling s | compile s |"),
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in tnames:
         for name in MAIN_ORDER:
             r = by.get((t, name))
@@ -1010,7 +1034,8 @@ def report(result: dict, figure_dir: Path) -> str:
             out.append(
                 f"| `{t}` | {SAMPLER_LABELS[name]} | {_fmt(r['tv'])} | {_fmt(r['modes_found'], '.2f')}"
                 f" | {_fmt(r.get('coverage'))}"
-                f" | {_fmt(r['energy_distance'])} | {_fmt(r.get('chains_switching'), '.2f')}"
+                f" | {_fmt(r['energy_distance'])} | {_fmt(r.get('far_fraction'), '.4f')}"
+                f" | {_fmt(r.get('chains_switching'), '.2f')}"
                 f" | {per} | {tot} | {_fmt(r.get('sample_s'), '.1f')}"
                 f" | {_fmt(r.get('compile_s'), '.1f')} |")
     fig = _figure_tv(main, tnames, figure_dir)
