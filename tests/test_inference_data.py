@@ -142,18 +142,76 @@ def test_netcdf_round_trip_keeps_names(dilation_run, tmp_path):
     )
 
 
-def test_missing_extra_fields_is_a_clear_error(dilation_run, monkeypatch):
-    mcmc, _ = dilation_run
+@pytest.fixture(scope="module")
+def plain_run():
+    """A DilationLangevin run with the kernel's default fields only (no extra_fields)."""
+    mcmc = MCMC(
+        DilationLangevin(model),
+        num_warmup=60,
+        num_samples=40,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.PRNGKey(2), y=Y)
+    return mcmc
+
+
+def test_run_without_extra_fields_converts_and_warns(plain_run, tmp_path):
+    with pytest.warns(UserWarning, match=r"extra_fields=\('potential_energy'") as record:
+        idata = to_inference_data(plain_run)
+    message = " ".join(str(w.message) for w in record)
+    for name in ("lp", "acceptance_rate", "step_size", "dilation_level", "n_grad_evals"):
+        assert name in message, name
+    assert {"posterior", "sample_stats", "observed_data", "log_likelihood"} <= set(
+        group_names(idata)
+    )
+    # what the run has is converted as ArviZ converts it
+    reference = az.from_numpyro(plain_run)
+    for name in ("mu", "sigma"):
+        np.testing.assert_array_equal(
+            idata.posterior[name].values, get_group(reference, "posterior")[name].values
+        )
+    stats = idata.sample_stats
+    assert "diverging" in stats and stats["diverging"].dims == ("chain", "draw")
+    assert stats["diverging"].shape == (2, 40) and stats["diverging"].dtype == bool
+    assert "lp" not in stats and "dilation_level" not in stats
+    np.testing.assert_array_equal(idata.observed_data["y"].values, Y)
+    idata.to_netcdf(str(tmp_path / "plain.nc"))
+    back = az.from_netcdf(str(tmp_path / "plain.nc"))
+    np.testing.assert_array_equal(back.posterior["mu"].values, idata.posterior["mu"].values)
+    np.testing.assert_array_equal(back.sample_stats["diverging"], stats["diverging"])
+
+
+def test_nuts_run_without_extra_fields_converts_and_warns():
+    mcmc = MCMC(NUTS(model), num_warmup=30, num_samples=20, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(3), y=Y)
+    with pytest.warns(UserWarning, match="n_grad_evals"):
+        idata = to_inference_data(mcmc)
+    assert idata.posterior["mu"].shape == (1, 20)
+    assert "diverging" in idata.sample_stats and "lp" not in idata.sample_stats
+
+
+def test_partial_extra_fields_keep_what_was_collected(dilation_run, monkeypatch):
+    mcmc, record = dilation_run
     collected = mcmc.get_extra_fields
 
-    def default_fields_only(group_by_chain=False):
-        return {"diverging": collected(group_by_chain=group_by_chain)["diverging"]}
+    def some_fields(group_by_chain=False):
+        fields = collected(group_by_chain=group_by_chain)
+        return {k: fields[k] for k in ("diverging", "potential_energy")}
 
-    monkeypatch.setattr(mcmc, "get_extra_fields", default_fields_only)
-    with pytest.raises(ValueError, match=r"extra_fields=\('potential_energy'") as err:
-        to_inference_data(mcmc)
-    for name in ("lp", "acceptance_rate", "step_size", "dilation_level", "n_grad_evals"):
-        assert name in str(err.value)
+    monkeypatch.setattr(mcmc, "get_extra_fields", some_fields)
+    bare_warmup = WarmupDraws(samples=record.samples, extra_fields={})
+    with pytest.warns(UserWarning) as warned:
+        idata = to_inference_data(mcmc, warmup=bare_warmup)
+    messages = [str(w.message) for w in warned]
+    assert any("of the run" in m and "'acceptance_rate'" in m for m in messages), messages
+    assert any("warmup record" in m for m in messages), messages
+    assert not any("'lp'" in m and "of the run" in m for m in messages), messages
+    np.testing.assert_allclose(
+        idata.sample_stats["lp"], -np.asarray(collected(group_by_chain=True)["potential_energy"])
+    )
+    assert set(idata.warmup_posterior.data_vars) == {"mu", "sigma"}
 
 
 def test_bad_calls(dilation_run):

@@ -304,11 +304,15 @@ def _stats(
     return out, missing
 
 
-def _missing_error(kernel, missing: list[str], what: str) -> ValueError:
+def _warn_missing(kernel, missing: list[str], what: str) -> None:
+    """Warn that ``missing`` statistics are left out, and say how to collect them."""
     fields = extra_fields_for(kernel)
-    return ValueError(
-        f"The {what} lacks the extra fields behind sample_stats {missing}. Collect them with"
-        f" `mcmc.run(..., extra_fields={fields!r})` (numpyro_dilation.extra_fields_for(kernel))."
+    warnings.warn(
+        f"sample_stats of the {what} leave out {missing}: the {what} did not collect the extra"
+        f" fields behind them. Collect them with `mcmc.run(..., extra_fields={fields!r})`"
+        " (numpyro_dilation.extra_fields_for(kernel)).",
+        UserWarning,
+        stacklevel=3,
     )
 
 
@@ -332,7 +336,7 @@ def _warmup_groups(idata, warmup: WarmupDraws, kernel, thinning: int) -> dict[st
         warmup.extra_fields, kernel, thinning, None, sample_coords, warmup_phase=True
     )
     if missing and (isinstance(kernel, DilationLangevin) or _is_hmc(kernel)):
-        raise _missing_error(kernel, missing, "warmup record")
+        _warn_missing(kernel, missing, "warmup record")
     others = {
         _RENAME.get(k, k): xr.DataArray(v, dims=("chain", "draw"), coords=sample_coords)
         for k, v in warmup.extra_fields.items()
@@ -348,17 +352,18 @@ def _warmup_groups(idata, warmup: WarmupDraws, kernel, thinning: int) -> dict[st
 def to_inference_data(mcmc, *, warmup: WarmupDraws | None = None, **kwargs: Any):
     """Convert a NumPyro MCMC run to ArviZ, with the sampler statistics ArviZ expects.
 
-    Calls :func:`arviz.from_numpyro` and then makes sure the ``sample_stats``
-    group holds ``lp``, ``acceptance_rate``, ``step_size``, ``diverging`` and
+    Calls :func:`arviz.from_numpyro` and then fills the ``sample_stats``
+    group with ``lp``, ``acceptance_rate``, ``step_size``, ``diverging`` and
     ``n_grad_evals`` (and ``dilation_level`` for DilationLangevin), as described
     in :mod:`numpyro_dilation.workflow.inference_data`.
 
     Parameters
     ----------
     mcmc : numpyro.infer.MCMC
-        A finished run.  For DilationLangevin, HMC and NUTS it must have
-        collected the extra fields of :func:`extra_fields_for` (the kernel's
-        default fields are not enough); other kernels give what they collected.
+        A finished run.  Any run converts; for DilationLangevin, HMC and NUTS,
+        ``sample_stats`` holds every statistic above only if the run collected
+        the extra fields of :func:`extra_fields_for` (the kernel's default fields
+        give ``diverging`` alone).  Other kernels give what they collected.
     warmup : WarmupDraws, optional
         The run's warmup, recorded with :meth:`WarmupDraws.from_mcmc`; it is kept as
         the ``warmup_posterior`` and ``warmup_sample_stats`` groups (for
@@ -377,8 +382,14 @@ def to_inference_data(mcmc, *, warmup: WarmupDraws | None = None, **kwargs: Any)
     Raises
     ------
     ValueError
-        If the run has no draws, or lacks the extra fields behind a guaranteed
-        statistic (the message gives the ``extra_fields`` to collect).
+        If the run has no draws.
+
+    Warns
+    -----
+    UserWarning
+        If the run (or the warmup record) lacks the extra fields behind some of
+        the statistics above: what the run has is converted, and the warning
+        names the statistics left out and the ``extra_fields`` to collect.
 
     Examples
     --------
@@ -413,10 +424,16 @@ def to_inference_data(mcmc, *, warmup: WarmupDraws | None = None, **kwargs: Any)
     if warmup is not None and "num_steps" in warmup.extra_fields:
         grad_offset = grad_evals_per_draw(warmup.extra_fields)[:, -1]
     stats_ds = get_group(idata, "sample_stats")
+    if stats_ds is None:  # nothing but the draws was collected
+        posterior = get_group(idata, "posterior")
+        stats_ds = xr.Dataset(
+            coords={"chain": posterior.coords["chain"], "draw": posterior.coords["draw"]},
+            attrs=dict(posterior.attrs),
+        )
     coords = {"chain": stats_ds.coords["chain"].values, "draw": stats_ds.coords["draw"].values}
     stats, missing = _stats(extra, kernel, mcmc.thinning, grad_offset, coords)
     if missing and (isinstance(kernel, DilationLangevin) or _is_hmc(kernel)):
-        raise _missing_error(kernel, missing, "run")
+        _warn_missing(kernel, missing, "run")
     # ArviZ's own copies under the raw names are replaced by the guaranteed ones.
     drop = [name for name in ("t", "num_grad_evals") if name in stats_ds]
     stats_ds = stats_ds.drop_vars(drop).assign(stats)
