@@ -17,9 +17,12 @@ alone (an error).  Bad options end with a one-line error and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from importlib import metadata
 
 from numpyro_dilation import __version__
 from numpyro_dilation.workflow.comparison import compare_example
@@ -37,6 +40,13 @@ from numpyro_dilation.workflow.report import (
 )
 
 DEFAULT_OUT = "dilation-report"
+
+#: XLA flag that keeps jaxlib's CPU LAPACK calls off Eigen's thread pool: on jaxlib
+#: before 0.12, batched Cholesky/triangular solves (as in many potentials) can
+#: deadlock in that pool; see the troubleshooting page of the docs.
+SINGLE_THREAD_EIGEN_FLAG = "--xla_cpu_multi_thread_eigen=false"
+#: First jaxlib release run without :data:`SINGLE_THREAD_EIGEN_FLAG`.
+FIXED_JAXLIB = (0, 12)
 
 EPILOG = """\
 examples:
@@ -188,8 +198,67 @@ def _list_examples() -> int:
     return 0
 
 
+def _release(version: str) -> tuple[int, ...]:
+    """Leading numeric release of a version string: ``"0.10.2rc1"`` -> ``(0, 10, 2)``."""
+    match = re.match(r"\d+(\.\d+)*", version)
+    if match is None:
+        raise ValueError(f"cannot read a release from version {version!r}")
+    return tuple(int(part) for part in match.group(0).split("."))
+
+
+def xla_flags_for(flags: str | None, jaxlib_version: str) -> str | None:
+    """``XLA_FLAGS`` for the command's own runs on ``jaxlib_version``.
+
+    Parameters
+    ----------
+    flags : str or None
+        The user's ``XLA_FLAGS`` (``None`` if unset).
+    jaxlib_version : str
+        The installed jaxlib's version.
+
+    Returns
+    -------
+    str or None
+        ``flags`` with :data:`SINGLE_THREAD_EIGEN_FLAG` appended on jaxlib before
+        :data:`FIXED_JAXLIB`, unless the user already set
+        ``--xla_cpu_multi_thread_eigen`` either way; ``flags`` unchanged otherwise.
+
+    Examples
+    --------
+    >>> xla_flags_for("--xla_force_host_platform_device_count=2", "0.10.2")
+    '--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false'
+    >>> xla_flags_for(None, "0.12.0.1") is None
+    True
+    """
+    if _release(jaxlib_version) >= FIXED_JAXLIB:
+        return flags
+    if flags and "--xla_cpu_multi_thread_eigen" in flags:
+        return flags  # the user's own choice
+    return f"{flags} {SINGLE_THREAD_EIGEN_FLAG}" if flags else SINGLE_THREAD_EIGEN_FLAG
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; return its exit status (2 for bad options, via SystemExit)."""
+    """Run the command; return its exit status (2 for bad options, via SystemExit).
+
+    On jaxlib before 0.12, ``--xla_cpu_multi_thread_eigen=false`` is added to
+    ``XLA_FLAGS`` for the run (see :func:`xla_flags_for`) and the variable is
+    restored afterwards.  XLA reads the variable when JAX first computes, which
+    importing this module does not do, so the flag holds for the whole run.
+    """
+    previous = os.environ.get("XLA_FLAGS")
+    flags = xla_flags_for(previous, metadata.version("jaxlib"))
+    if flags is not None:
+        os.environ["XLA_FLAGS"] = flags
+    try:
+        return _main(argv)
+    finally:
+        if previous is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = previous
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "list":
@@ -258,7 +327,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["DEFAULT_OUT", "build_parser", "main"]
+__all__ = [
+    "DEFAULT_OUT",
+    "FIXED_JAXLIB",
+    "SINGLE_THREAD_EIGEN_FLAG",
+    "build_parser",
+    "main",
+    "xla_flags_for",
+]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -372,7 +372,9 @@ def to_inference_data(mcmc, *, warmup: WarmupDraws | None = None, **kwargs: Any)
         count the warmup's gradient evaluations.
     **kwargs
         Passed on to :func:`arviz.from_numpyro` (``coords``, ``dims``,
-        ``log_likelihood``, ``posterior_predictive``...).
+        ``log_likelihood``, ``posterior_predictive``...).  ``log_likelihood``
+        defaults to ``True`` with both ArviZ 0.x and 1.x (ArviZ 1.x's own default
+        is ``False``).
 
     Returns
     -------
@@ -417,6 +419,9 @@ def to_inference_data(mcmc, *, warmup: WarmupDraws | None = None, **kwargs: Any)
     if _samples_or_none(mcmc) is None:
         raise ValueError("`mcmc` has no draws: call mcmc.run(...) before to_inference_data.")
     kernel = mcmc.sampler
+    # ArviZ 1.x leaves the log likelihood out by default (0.x puts it in); the same
+    # groups on both keep loo/compare working.
+    kwargs.setdefault("log_likelihood", True)
     idata = az.from_numpyro(mcmc, **kwargs)
 
     extra = _numpy_tree(mcmc.get_extra_fields(group_by_chain=True))
