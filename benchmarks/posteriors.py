@@ -26,7 +26,7 @@ import numpyro.distributions as dist
 from jax.scipy.special import logsumexp
 from numpyro.distributions import constraints
 
-from numpyro_dilation.models import eight_schools_model
+from numpyro_dilation.workflow.examples import eight_schools_model
 
 DATA_DIR = Path(__file__).resolve().parent / "posteriordb"
 

@@ -40,7 +40,13 @@ def check_bool(name: str, value: Any) -> bool:
 
 
 def check_positive_float(name: str, value: Any) -> float:
-    """Return ``value`` as a float, or raise unless it is a finite number > 0."""
+    """Return ``value`` as a float, or raise unless it is a finite number > 0.
+
+    A traced value (a kernel built inside ``jax.jit``) cannot be checked here and
+    is passed through as it is.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return value
     if not _is_real(value):
         raise TypeError(f"`{name}` must be a positive finite number; got {value!r}.")
     value = float(value)
@@ -50,13 +56,27 @@ def check_positive_float(name: str, value: Any) -> float:
 
 
 def check_unit_interval(name: str, value: Any) -> float:
-    """Return ``value`` as a float, or raise unless it lies in the open interval (0, 1)."""
+    """Return ``value`` as a float, or raise unless it lies in the open interval (0, 1).
+
+    Traced values pass through unchecked, as in :func:`check_positive_float`.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return value
     if not _is_real(value):
         raise TypeError(f"`{name}` must be a number in the open interval (0, 1); got {value!r}.")
     value = float(value)
     if not 0.0 < value < 1.0:
         raise ValueError(f"`{name}` must be in the open interval (0, 1); got {value!r}.")
     return value
+
+
+def check_nonnegative_int(name: str, value: Any) -> int:
+    """Return ``value`` as an int, or raise unless it is an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"`{name}` must be a non-negative integer; got {value!r}.")
+    if value < 0:
+        raise ValueError(f"`{name}` must be a non-negative integer; got {value!r}.")
+    return int(value)
 
 
 def check_positive_int(name: str, value: Any) -> int:
@@ -111,32 +131,93 @@ def check_dense_mass(value: Any) -> bool | None:
     return bool(value)
 
 
-def check_inverse_mass_matrix(value: Any, dense_mass: bool | None) -> Any:
-    """Validate an initial inverse mass matrix (None, positive 1-D, or SPD 2-D)."""
-    if value is None:
-        return None
+def _check_matrix(value: Any, dense_mass: bool | None, what: str) -> None:
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as err:
-        raise TypeError("`inverse_mass_matrix` must be an array (1-D or 2-D) or None.") from err
+        raise TypeError(f"{what} must be an array (1-D or 2-D).") from err
     if arr.ndim == 1:
         if not (np.all(np.isfinite(arr)) and np.all(arr > 0)):
-            raise ValueError("`inverse_mass_matrix` (diagonal) must have finite positive entries.")
+            raise ValueError(f"{what} (diagonal) must have finite positive entries.")
     elif arr.ndim == 2:
         if dense_mass is False:
             raise ValueError(
-                "A 2-D `inverse_mass_matrix` needs dense_mass=True; pass its diagonal for"
-                " a diagonal mass matrix."
+                f"A 2-D {what} needs dense_mass=True; pass its diagonal for a diagonal mass"
+                " matrix."
             )
         if not np.all(np.isfinite(arr)):
-            raise ValueError("`inverse_mass_matrix` (dense) must have finite entries.")
+            raise ValueError(f"{what} (dense) must have finite entries.")
         if arr.shape[0] != arr.shape[1] or not np.allclose(arr, arr.T):
-            raise ValueError("`inverse_mass_matrix` (dense) must be a symmetric square matrix.")
+            raise ValueError(f"{what} (dense) must be a symmetric square matrix.")
         if np.any(np.linalg.eigvalsh(arr) <= 0):
-            raise ValueError("`inverse_mass_matrix` (dense) must be positive definite.")
+            raise ValueError(f"{what} (dense) must be positive definite.")
     else:
-        raise ValueError(f"`inverse_mass_matrix` must be 1-D or 2-D; got {arr.ndim}-D.")
+        raise ValueError(f"{what} must be 1-D or 2-D; got {arr.ndim}-D.")
+
+
+def check_inverse_mass_matrix(value: Any, dense_mass: bool | None) -> Any:
+    """Validate an initial inverse mass matrix.
+
+    ``None``, a positive 1-D diagonal, an SPD 2-D matrix, or NumPyro's structured
+    form: a dict from site names (or tuples of site names) to such matrices,
+    one block per key (see :func:`resolve_inverse_mass_matrix`).
+    """
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        for key, block in value.items():
+            names = (key,) if isinstance(key, str) else key
+            if not (isinstance(names, tuple) and names and all(isinstance(n, str) for n in names)):
+                raise TypeError(
+                    "`inverse_mass_matrix` given as a dict must be keyed by site names or"
+                    f" tuples of site names, as in NumPyro; got key {key!r}."
+                )
+            _check_matrix(block, dense_mass, f"`inverse_mass_matrix[{key!r}]`")
+        return value
+    _check_matrix(value, dense_mass, "`inverse_mass_matrix`")
     return value
+
+
+def resolve_inverse_mass_matrix(value: Any, params: Any, dense: bool) -> Any:
+    """Flat inverse mass matrix for one chain's ``params``, from any accepted form.
+
+    A dict keyed by (tuples of) site names is assembled block-diagonally, in the
+    order in which the sites are flattened, with the identity for the sites it
+    leaves out; a block covers its sites' coordinates concatenated in the key's
+    order.  Arrays are returned unchanged.
+    """
+    if not isinstance(value, dict):
+        return value
+    if not isinstance(params, dict):
+        raise TypeError(
+            "`inverse_mass_matrix` given as a dict needs parameters that are a dict of sites."
+        )
+    sizes = {name: int(np.size(v)) for name, v in params.items()}
+    order = sorted(sizes)  # ravel_pytree flattens a dict in sorted key order
+    offsets = dict(zip(order, np.cumsum([0] + [sizes[n] for n in order[:-1]])))
+    size = sum(sizes.values())
+    out = np.eye(size) if dense else np.ones(size)
+    covered: set[str] = set()
+    for key, block in value.items():
+        names = (key,) if isinstance(key, str) else key
+        unknown = [n for n in names if n not in sizes]
+        if unknown or covered & set(names):
+            raise ValueError(
+                f"`inverse_mass_matrix` key {key!r} must name latent sites {order} once each."
+            )
+        covered |= set(names)
+        index = np.concatenate([offsets[n] + np.arange(sizes[n]) for n in names])
+        block = np.asarray(block, dtype=float)
+        if block.shape[0] != index.size:
+            raise ValueError(
+                f"`inverse_mass_matrix[{key!r}]` must have {index.size} rows (the sizes of"
+                f" {list(names)} in unconstrained space); got shape {block.shape}."
+            )
+        if dense:
+            out[np.ix_(index, index)] = block if block.ndim == 2 else np.diag(block)
+        else:
+            out[index] = block
+    return out
 
 
 def is_key_batch(rng_key: Any) -> bool:
@@ -221,7 +302,7 @@ def check_options(**options: Any) -> dict[str, Any]:
     for name in ("t_min", "target_accept_prob"):
         out[name] = check_unit_interval(name, options[name])
     if options["num_anneal_steps"] is not None:
-        out["num_anneal_steps"] = check_positive_int(
+        out["num_anneal_steps"] = check_nonnegative_int(
             "num_anneal_steps", options["num_anneal_steps"]
         )
     check_schedule(options["schedule"])
@@ -294,8 +375,6 @@ def check_dimensions(
     size: int, dtype, t_min: float, inverse_mass_matrix: Any, dense: bool, auto_dense_max_dim: int
 ) -> None:
     """Check the settings that depend on the model's size and dtype, once it is known."""
-    if size == 0:
-        raise ValueError("The model has no latent sample sites: there is nothing to sample.")
     if t_min < np.finfo(dtype).tiny:
         raise ValueError(
             f"`t_min`={t_min!r} underflows in {dtype}: it must be at least"
@@ -324,10 +403,12 @@ __all__ = [
     "check_finite_start",
     "check_init_params",
     "check_inverse_mass_matrix",
+    "check_nonnegative_int",
     "check_options",
     "check_positive_float",
     "check_positive_int",
     "check_unit_interval",
     "is_key_batch",
     "resolve_center",
+    "resolve_inverse_mass_matrix",
 ]

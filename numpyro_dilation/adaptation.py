@@ -96,8 +96,13 @@ class AdaptState(NamedTuple):
 MIN_DRAWS_PER_DIM = 2
 
 
-def warmup_phases(num_warmup: int, num_anneal_steps: int | None, adapting: bool) -> tuple[int, int]:
+def warmup_phases(num_warmup: int, num_anneal_steps: int | None) -> tuple[int, int]:
     """Split ``num_warmup`` into annealing and adaptation iterations.
+
+    Any ``num_warmup >= 0`` is accepted, as by NumPyro's own kernels: the
+    annealing takes half of it by default, or ``num_anneal_steps`` (at most the
+    whole warmup); the rest adapts the step size and mass matrix.  A split too
+    short to rely on is reported by :func:`short_warmup_message`, not refused.
 
     Parameters
     ----------
@@ -105,47 +110,54 @@ def warmup_phases(num_warmup: int, num_anneal_steps: int | None, adapting: bool)
         Warmup iterations given to :class:`numpyro.infer.MCMC`.
     num_anneal_steps : int or None
         Annealing iterations asked for; ``None`` means half of the warmup.
-    adapting : bool
-        Whether step size or mass matrix are adapted after the annealing (then
-        at least :data:`MIN_ADAPT_STEPS` iterations must remain).
 
     Returns
     -------
     (int, int)
         Number of annealing and of adaptation iterations.
-
-    Raises
-    ------
-    ValueError
-        When ``num_warmup`` cannot hold the annealing (the message says how many
-        iterations are needed).
     """
+    if num_anneal_steps is None:
+        num_anneal = num_warmup // 2
+    else:
+        num_anneal = min(num_anneal_steps, num_warmup)
+    return num_anneal, num_warmup - num_anneal
+
+
+def short_warmup_message(
+    num_warmup: int, num_anneal_steps: int | None, adapting: bool
+) -> str | None:
+    """Why a warmup of ``num_warmup`` iterations makes the run unreliable, or ``None``.
+
+    The annealing needs :data:`MIN_ANNEAL_STEPS` iterations to follow the path
+    (fewer jump between distant levels), and the adaptation, when on,
+    :data:`MIN_ADAPT_STEPS` iterations at ``t = 1``.  No warmup at all is a
+    deliberate choice (fixed settings, or a continued run) and is not reported
+    unless adaptation was asked for.
+    """
+    num_anneal, num_adapt = warmup_phases(num_warmup, num_anneal_steps)
     min_adapt = MIN_ADAPT_STEPS if adapting else 0
     if num_anneal_steps is None:
         needed = 2 * max(MIN_ANNEAL_STEPS, min_adapt)
-        if num_warmup < needed:
-            hint = (
-                " To continue a previous run from `mcmc.post_warmup_state`, any num_warmup"
-                f" >= {needed} will do: MCMC skips the warmup when a post-warmup state is set."
-                if num_warmup == 0
-                else ""
-            )
-            raise ValueError(
-                f"num_warmup={num_warmup} is too small: DilationLangevin anneals along the"
-                f" dilation path during the first half of warmup and needs num_warmup >= {needed}"
-                f" ({MIN_ANNEAL_STEPS} annealing + {min_adapt} adaptation iterations at least)."
-                + hint
-            )
-        return num_warmup // 2, num_warmup - num_warmup // 2
-    needed = num_anneal_steps + min_adapt
-    if num_warmup < needed:
-        raise ValueError(
-            f"num_warmup={num_warmup} is too small for num_anneal_steps={num_anneal_steps}:"
-            f" needs num_warmup >= {needed} ({num_anneal_steps} annealing"
-            f" + {min_adapt} adaptation iterations). Increase num_warmup or lower"
-            " num_anneal_steps."
+    else:
+        needed = num_anneal_steps + min_adapt
+    if num_warmup >= needed or (num_warmup == 0 and not adapting):
+        return None
+    parts = []
+    if num_anneal_steps is not None and num_anneal < num_anneal_steps:
+        parts.append(f"the annealing is cut to {num_anneal} of num_anneal_steps={num_anneal_steps}")
+    elif num_anneal < MIN_ANNEAL_STEPS:
+        parts.append(
+            "no annealing (the chains start at the dilation centre, at the posterior)"
+            if num_anneal == 0
+            else f"only {num_anneal} annealing iterations"
         )
-    return num_anneal_steps, num_warmup - num_anneal_steps
+    if num_adapt < min_adapt:
+        parts.append(f"only {num_adapt} iterations to adapt the step size and mass matrix")
+    return (
+        f"num_warmup={num_warmup} is short: {'; '.join(parts)}. The draws may not be from the"
+        f" posterior; num_warmup >= {needed} is the least that DilationLangevin relies on"
+        " (about 1000 for a new model). To continue a run, set mcmc.post_warmup_state instead."
+    )
 
 
 def adaptation_windows(num_anneal_steps: int, num_warmup: int) -> tuple[np.ndarray, np.ndarray]:
@@ -217,6 +229,9 @@ def window_adapter(
     ss_init, ss_update = dual_averaging()
     mm_init, mm_update, mm_final = welford_covariance(diagonal=not dense_mass)
     ends, estimates = adaptation_windows(num_anneal_steps, num_warmup)
+    if len(ends) == 0:
+        # no warmup: one sentinel window that never closes and never estimates
+        ends, estimates = np.array([-1]), np.array([False])
     # Plain numpy: the adapter may be built while a caller traces (under pmap), and
     # nothing it keeps may be a tracer.
     window_ends, window_estimates = np.asarray(ends), np.asarray(estimates)
@@ -357,6 +372,7 @@ __all__ = [
     "adaptation_windows",
     "restart_dual_averaging",
     "running_mean",
+    "short_warmup_message",
     "update_curvature",
     "warmup_phases",
     "window_adapter",

@@ -203,7 +203,12 @@ def init(
     flat, unravel = ravel_pytree(params)
     size = flat.size
     c = flat if center is None else center.astype(flat.dtype)
-    t0 = path.initial_level(settings.levels, flat.dtype)
+    # Without annealing the chains start on the target itself.
+    t0 = (
+        path.initial_level(settings.levels, flat.dtype)
+        if num_anneal_steps > 0
+        else jnp.ones((), flat.dtype)
+    )
     pag = flat_potential_and_grad(potential_fn, unravel, settings.forward_mode_differentiation)
     pe, grad = pag(c)
     int_zero = jnp.array(0, dtype=jnp.result_type(int))

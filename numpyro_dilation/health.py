@@ -91,3 +91,13 @@ def warn_if_unhealthy(
             SamplerHealthWarning,
             stacklevel=2,
         )
+
+
+__all__ = [
+    "CHECK_EVERY",
+    "MAX_STEP_SIZE",
+    "MIN_MEAN_ACCEPT_PROB",
+    "MIN_STEP_SIZE",
+    "SamplerHealthWarning",
+    "warn_if_unhealthy",
+]

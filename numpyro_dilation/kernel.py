@@ -10,6 +10,7 @@ run the health checks.  The sampler itself is :mod:`numpyro_dilation.dilation`
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -33,10 +34,16 @@ from numpyro_dilation._checks import (
     check_options,
     is_key_batch,
     resolve_center,
+    resolve_inverse_mass_matrix,
 )
-from numpyro_dilation.adaptation import warmup_phases, window_adapter
+from numpyro_dilation.adaptation import (
+    MIN_ADAPT_STEPS,
+    short_warmup_message,
+    warmup_phases,
+    window_adapter,
+)
 from numpyro_dilation.dilation import DilationSettings, DilationState
-from numpyro_dilation.health import CHECK_EVERY, warn_if_unhealthy
+from numpyro_dilation.health import CHECK_EVERY, SamplerHealthWarning, warn_if_unhealthy
 
 # Defaults, from the measurements in docs/how-it-works.md (4-mode mixtures in
 # d = 2, 8, 32, 256 chains; the six posteriordb posteriors):
@@ -275,8 +282,7 @@ class DilationLangevin(MCMCKernel):
     ) -> DilationState:
         """Build the initial state: every chain at the dilation centre, at ``t = t_min``."""
         model_kwargs = {} if model_kwargs is None else model_kwargs
-        adapting = self._adapt_step_size or self._adapt_mass_matrix
-        num_anneal, _ = warmup_phases(num_warmup, self._num_anneal_steps, adapting)
+        num_anneal, num_adapt = warmup_phases(num_warmup, self._num_anneal_steps)
 
         vectorized = is_key_batch(rng_key)
         if self._ensemble:
@@ -292,17 +298,28 @@ class DilationLangevin(MCMCKernel):
         flat, _ = ravel_pytree(one_chain_params)
         size = flat.size
         dense = self._dense_mass if self._dense_mass is not None else size <= AUTO_DENSE_MAX_DIM
-        check_dimensions(
-            size, flat.dtype, self._t_min, self._inverse_mass_matrix, dense, AUTO_DENSE_MAX_DIM
+        # A model without free coordinates (only deterministic sites, or a site
+        # such as Dirichlet(ones(1))) runs as NumPyro's kernels run it: nothing moves.
+        dense = dense and size > 0
+        adapting = (self._adapt_step_size or self._adapt_mass_matrix) and size > 0
+        inverse_mass_matrix = resolve_inverse_mass_matrix(
+            self._inverse_mass_matrix, one_chain_params, dense
         )
+        check_dimensions(
+            size, flat.dtype, self._t_min, inverse_mass_matrix, dense, AUTO_DENSE_MAX_DIM
+        )
+        message = short_warmup_message(num_warmup, self._num_anneal_steps, adapting)
+        if message is not None:
+            warnings.warn(message, SamplerHealthWarning, stacklevel=2)
         center = resolve_center(self._center, one_chain_params, flat)
         # Only Python values and numpy arrays go into the closures kept on `self`:
         # `init` may run under pmap, and a tracer kept here would leak into later runs.
         adapter = window_adapter(
             num_anneal,
             num_warmup,
-            adapt_step_size=self._adapt_step_size,
-            adapt_mass_matrix=self._adapt_mass_matrix,
+            # dual averaging over a handful of iterations ends far from any good step
+            adapt_step_size=self._adapt_step_size and size > 0 and num_adapt >= MIN_ADAPT_STEPS,
+            adapt_mass_matrix=self._adapt_mass_matrix and size > 0,
             dense_mass=dense,
             target_accept_prob=self._target_accept_prob,
             regularize_mass_matrix=self._regularize_mass_matrix,
@@ -312,7 +329,7 @@ class DilationLangevin(MCMCKernel):
             alpha=self._alpha,
             levels=path.make_schedule(self._schedule, self._t_min),
             adjust=self._adjust,
-            adapt_step_size=self._adapt_step_size,
+            adapt_step_size=self._adapt_step_size and size > 0,
             forward_mode_differentiation=self._forward_mode_differentiation,
         )
         init_one = partial(
@@ -322,7 +339,7 @@ class DilationLangevin(MCMCKernel):
             settings=settings,
             center=center,
             step_size=self._step_size,
-            inverse_mass_matrix=self._inverse_mass_matrix,
+            inverse_mass_matrix=inverse_mass_matrix,
             num_anneal_steps=num_anneal,
             num_warmup=num_warmup,
         )
@@ -331,7 +348,14 @@ class DilationLangevin(MCMCKernel):
         else:
             state = init_one(rng_key, init_params)
         step = dilation.build_kernel(settings, adapter).step
-        self._sample_fn = partial(self._sample, step=step, batched=vectorized)
+        # the end-of-warmup check needs an adaptation phase long enough to average over
+        self._sample_fn = partial(
+            self._sample,
+            step=step,
+            batched=vectorized,
+            check=size > 0,
+            check_warmup=num_adapt >= MIN_ADAPT_STEPS,
+        )
         if self._ensemble:
             state = ensemble.init(state)
         check_finite_start(state.potential_energy, state.y_grad, self._center)
@@ -358,7 +382,7 @@ class DilationLangevin(MCMCKernel):
 
     # ------------------------------------------------------------------ internals
 
-    def _sample(self, state, model_args, model_kwargs, step, batched):
+    def _sample(self, state, model_args, model_kwargs, step, batched, check, check_warmup):
         potential_fn = self._current_potential_fn(model_args, model_kwargs)
         if self._ensemble:
             _, unravel = ravel_pytree(jax.tree.map(lambda x: x[0], state.z))
@@ -371,16 +395,17 @@ class DilationLangevin(MCMCKernel):
             )
         else:
             state = step(state, potential_fn, batched)
-        self._check_health(state, batched)
+        if check:
+            self._check_health(state, batched, check_warmup)
         return state
 
-    def _check_health(self, state, batched):
+    def _check_health(self, state, batched, check_warmup):
         """Warn from the host at the end of warmup and every CHECK_EVERY sampling iterations."""
         # the counter has already moved past the iteration just run
         i, _, num_warmup = dilation.phases(state, batched)
         i = i - 1
         sampling = i >= num_warmup
-        checkpoint = (i == num_warmup - 1) | (
+        checkpoint = ((i == num_warmup - 1) & check_warmup) | (
             sampling & ((i - num_warmup) % CHECK_EVERY == CHECK_EVERY - 1)
         )
         warn = partial(

@@ -1,5 +1,7 @@
 """Warmup phases and the adaptation functions."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,7 @@ from numpyro_dilation.adaptation import (
     MIN_ANNEAL_STEPS,
     MIN_DRAWS_PER_DIM,
     adaptation_windows,
+    short_warmup_message,
     update_curvature,
     warmup_phases,
     window_adapter,
@@ -24,10 +27,18 @@ from numpyro_dilation.metric import (
 
 
 def test_default_split_is_half_the_warmup():
-    assert warmup_phases(1000, None, True) == (500, 500)
-    assert warmup_phases(21, None, True) == (10, 11)
-    assert warmup_phases(300, 120, True) == (120, 180)
-    assert warmup_phases(50, 50, False) == (50, 0)
+    assert warmup_phases(1000, None) == (500, 500)
+    assert warmup_phases(21, None) == (10, 11)
+    assert warmup_phases(300, 120) == (120, 180)
+    assert warmup_phases(50, 50) == (50, 0)
+
+
+def test_any_warmup_is_split_and_long_annealing_is_cut_to_it():
+    # NumPyro's kernels accept any num_warmup >= 0
+    assert warmup_phases(0, None) == (0, 0)
+    assert warmup_phases(1, None) == (0, 1)
+    assert warmup_phases(10, None) == (5, 5)
+    assert warmup_phases(100, 500) == (100, 0)
 
 
 @pytest.mark.parametrize(
@@ -42,13 +53,15 @@ def test_default_split_is_half_the_warmup():
 def test_too_short_warmup_says_how_many_iterations_are_needed(
     num_warmup, num_anneal, adapting, needed
 ):
-    with pytest.raises(ValueError, match=f"num_warmup={num_warmup}.*num_warmup >= {needed}"):
-        warmup_phases(num_warmup, num_anneal, adapting)
+    message = short_warmup_message(num_warmup, num_anneal, adapting)
+    assert re.search(f"num_warmup={num_warmup}.*num_warmup >= {needed}", message)
 
 
 def test_zero_warmup_points_to_post_warmup_state():
-    with pytest.raises(ValueError, match="post_warmup_state"):
-        warmup_phases(0, None, True)
+    assert "post_warmup_state" in short_warmup_message(0, None, True)
+    # no warmup and nothing to adapt is a deliberate choice: nothing to report
+    assert short_warmup_message(0, None, False) is None
+    assert short_warmup_message(1000, None, True) is None
 
 
 def test_windows_restart_after_the_annealing():

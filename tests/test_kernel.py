@@ -11,7 +11,7 @@ import pytest
 from numpyro import handlers
 from numpyro.infer import MCMC, init_to_value
 
-from numpyro_dilation import DilationLangevin, DilationState
+from numpyro_dilation import DilationLangevin, DilationState, SamplerHealthWarning
 
 from .conftest import run_python
 
@@ -249,7 +249,7 @@ def test_factor_mask_and_scale():
         (dict(model=normal_model, step_size=float("nan")), ValueError, "`step_size`"),
         (dict(model=normal_model, eps=0), ValueError, "`eps`"),
         (dict(model=normal_model, alpha=-0.5), ValueError, "`alpha` must be a positive"),
-        (dict(model=normal_model, num_anneal_steps=0), ValueError, "`num_anneal_steps` must be a positive"),
+        (dict(model=normal_model, num_anneal_steps=-1), ValueError, "`num_anneal_steps` must be a non-negative"),
         (dict(model=normal_model, num_anneal_steps=2.5), TypeError, "`num_anneal_steps`"),
         (dict(model=normal_model, schedule="cosine"), ValueError, "`schedule` must be one of"),
         (dict(model=normal_model, center="mode"), ValueError, "`center` must be 'origin', 'init'"),
@@ -267,16 +267,19 @@ def test_bad_constructor_arguments(kwargs, error, match):
 
 
 @pytest.mark.parametrize("num_warmup", [0, 5, 19])
-def test_too_small_warmup_is_an_error_naming_what_is_needed(num_warmup):
+def test_short_warmup_runs_and_warns_naming_what_is_needed(num_warmup):
     mcmc = MCMC(DilationLangevin(normal_model), num_warmup=num_warmup, num_samples=10, progress_bar=False)
-    with pytest.raises(ValueError, match=r"num_warmup=\d+ is too small.*num_warmup >= 20"):
+    with pytest.warns(SamplerHealthWarning, match=r"num_warmup=\d+ is short.*num_warmup >= 20"):
         mcmc.run(jax.random.PRNGKey(0), y=Y)
+    assert mcmc.get_samples()["mu"].shape == (10,)
 
 
-def test_anneal_steps_longer_than_warmup():
+def test_anneal_steps_longer_than_warmup_are_cut_to_it():
     mcmc = MCMC(DilationLangevin(normal_model, num_anneal_steps=500), num_warmup=100, num_samples=10, progress_bar=False)
-    with pytest.raises(ValueError, match="num_anneal_steps=500.*num_warmup >= 510"):
-        mcmc.run(jax.random.PRNGKey(0), y=Y)
+    with pytest.warns(SamplerHealthWarning, match="cut to 100 of num_anneal_steps=500.*num_warmup >= 510"):
+        mcmc.run(jax.random.PRNGKey(0), y=Y, extra_fields=("t",))
+    # the annealing fills the whole warmup and ends at the target
+    assert float(mcmc.get_extra_fields()["t"][0]) == 1.0
 
 
 def discrete_model():

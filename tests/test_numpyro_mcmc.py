@@ -47,6 +47,10 @@ TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 X64 = "JAX_ENABLE_X64" in os.environ
 
 
+
+# Sixteen minutes on the 2-core CI machine: in the slow tier until it fits the default run.
+pytestmark = pytest.mark.slow
+
 def run_on_two_devices(func_name, **kwargs):
     """Call this module's ``func_name(**kwargs)`` in a fresh interpreter with two CPU devices."""
     code = (
