@@ -631,22 +631,29 @@ def chees_hmc(target: Target, key, num_chains: int, num_warmup: int, num_samples
     )
 
 
-def _dilation(model):
-    from numpyro_dilation import DilationLangevin
+def _dilation(stationary: str | None = None) -> Callable:
+    def make(model):
+        from numpyro_dilation import DilationLangevin
 
-    return DilationLangevin(model)
+        return DilationLangevin(model) if stationary is None else DilationLangevin(model, stationary=stationary)
+
+    return make
 
 
 #: Samplers: ``name -> sampler(target, key, num_chains, num_warmup, num_samples) -> Outcome``.
 #: A new sampler or stationary option is one line, e.g.
 #: ``"DilationLangevin (X)": numpyro_sampler(lambda m: DilationLangevin(m, stationary="X"))``.
 SAMPLERS: dict[str, Callable[..., Outcome]] = {
-    "DilationLangevin": numpyro_sampler(_dilation),
+    "DilationLangevin": numpyro_sampler(_dilation()),
+    "DilationLangevin (MALA)": numpyro_sampler(_dilation("mala")),
+    "DilationLangevin (NUTS)": numpyro_sampler(_dilation("nuts")),
     "NUTS": numpyro_sampler(NUTS),
     "ChEES-HMC": chees_hmc,
 }
 SAMPLER_LABELS = {
-    "DilationLangevin": "DilationLangevin (defaults)",
+    "DilationLangevin": "DilationLangevin (defaults: HMC after the annealing)",
+    "DilationLangevin (MALA)": "DilationLangevin, stationary='mala'",
+    "DilationLangevin (NUTS)": "DilationLangevin, stationary='nuts'",
     "NUTS": "NUTS",
     "ChEES-HMC": "BlackJAX ChEES-HMC",
 }
@@ -718,7 +725,18 @@ def measure(target: Target, sampler: str, num_chains: int, settings: dict, seed:
     }
 
 
-def _settings(quick: bool) -> dict[str, Any]:
+def _settings(quick: bool, only: dict[str, list] | None = None) -> dict[str, Any]:
+    settings = _default_settings(quick)
+    for key, values in (only or {}).items():
+        if values:
+            unknown = sorted(set(values) - set(settings[key]))
+            if unknown:
+                raise ValueError(f"unknown {key}: {unknown}; choose from {settings[key]}")
+            settings[key] = [v for v in settings[key] if v in values]
+    return settings
+
+
+def _default_settings(quick: bool) -> dict[str, Any]:
     return {
         "targets": list(QUICK_TARGETS) if quick else list(TARGETS),
         "dims": {name: TARGETS[name].dim for name in (QUICK_TARGETS if quick else TARGETS)},
@@ -743,9 +761,13 @@ def _settings(quick: bool) -> dict[str, Any]:
     }
 
 
-def _run_here(quick: bool, on_row: Callable[[dict, list], None] | None = None) -> dict[str, Any]:
+def _run_here(
+    quick: bool,
+    on_row: Callable[[dict, list], None] | None = None,
+    only: dict[str, list] | None = None,
+) -> dict[str, Any]:
     """Run every chain count x target x sampler in this process (flag already set)."""
-    settings = _settings(quick)
+    settings = _settings(quick, only)
     runs: list[dict] = []
     for num_chains in settings["num_chains"]:
         for name in settings["targets"]:
@@ -937,6 +959,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny version (for tests)")
     parser.add_argument("--out", type=Path, help="write the full JSON record here after every run")
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)  # used by run()
+    parser.add_argument("--chains", type=int, nargs="+", help="only these chain counts (4, 64)")
+    parser.add_argument("--targets", nargs="+", help="only these targets")
+    parser.add_argument("--samplers", nargs="+", help="only these samplers")
     args = parser.parse_args(argv)
     if not _flag_set():
         # re-execute with the flag before JAX creates its backend
@@ -949,7 +974,8 @@ def main(argv: list[str] | None = None) -> None:
             record = _record(settings, runs, start, args.quick, complete)
             args.out.write_text(json.dumps(record, indent=1, default=_jsonable) + "\n")
 
-    result = _run_here(args.quick, on_row=write)
+    only = {"num_chains": args.chains, "targets": args.targets, "samplers": args.samplers}
+    result = _run_here(args.quick, on_row=write, only=only)
     write(result["settings"], result["runs"], complete=True)
     if args.result is not None:
         args.result.write_text(json.dumps(result, default=_jsonable))

@@ -177,7 +177,9 @@ def unadjusted_langevin(step_size: float = BIASED_STEP_SIZE) -> Callable[[Callab
     """
 
     def factory(model: Callable) -> DilationLangevin:
-        return DilationLangevin(model, adjust=False, step_size=step_size, adapt_step_size=False)
+        return DilationLangevin(
+            model, stationary="mala", adjust=False, step_size=step_size, adapt_step_size=False
+        )
 
     factory.__name__ = f"unadjusted Langevin, step {step_size:g} (biased)"
     return factory

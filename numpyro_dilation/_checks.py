@@ -290,6 +290,12 @@ def check_continuous_latents(
         )
 
 
+#: Stationary kernels a user can choose, and the acceptance each targets by
+#: default: NumPyro's HMC/NUTS value for HMC, the optimal-scaling value for MALA.
+STATIONARY_OPTIONS = ("hmc", "mala", "nuts")
+DEFAULT_TARGET_ACCEPT_PROB = {"hmc": 0.8, "mala": 0.574, "nuts": 0.8}
+
+
 def check_options(**options: Any) -> dict[str, Any]:
     """Validate :class:`~numpyro_dilation.DilationLangevin`'s keyword options.
 
@@ -299,8 +305,19 @@ def check_options(**options: Any) -> dict[str, Any]:
     out = dict(options)
     for name in ("step_size", "eps", "alpha"):
         out[name] = check_positive_float(name, options[name])
-    for name in ("t_min", "target_accept_prob"):
-        out[name] = check_unit_interval(name, options[name])
+    stationary = options["stationary"]
+    if stationary not in STATIONARY_OPTIONS:
+        raise ValueError(
+            f"`stationary` must be one of {', '.join(map(repr, STATIONARY_OPTIONS))}; got"
+            f" {stationary!r}."
+        )
+    out["t_min"] = check_unit_interval("t_min", options["t_min"])
+    if options["target_accept_prob"] is None:
+        out["target_accept_prob"] = DEFAULT_TARGET_ACCEPT_PROB[stationary]
+    else:
+        out["target_accept_prob"] = check_unit_interval(
+            "target_accept_prob", options["target_accept_prob"]
+        )
     if options["num_anneal_steps"] is not None:
         out["num_anneal_steps"] = check_nonnegative_int(
             "num_anneal_steps", options["num_anneal_steps"]
@@ -316,6 +333,17 @@ def check_options(**options: Any) -> dict[str, Any]:
         "ensemble",
     ):
         out[name] = check_bool(name, options[name])
+    if out["ensemble"] and stationary == "nuts":
+        raise ValueError(
+            "`ensemble=True` needs stationary='hmc' or 'mala' (the population moves run"
+            " between the chains' own steps, which NUTS's adaptation does not expect); got"
+            " stationary='nuts'."
+        )
+    if not out["adjust"] and stationary != "mala":
+        raise ValueError(
+            "`adjust=False` (unadjusted Langevin draws) needs stationary='mala'; got"
+            f" stationary={stationary!r}, whose draws are always Metropolis-adjusted."
+        )
     out["dense_mass"] = check_dense_mass(options["dense_mass"])
     out["inverse_mass_matrix"] = check_inverse_mass_matrix(
         options["inverse_mass_matrix"], options["dense_mass"]

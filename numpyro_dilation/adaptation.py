@@ -42,6 +42,7 @@ from numpyro_dilation.metric import (
     metric_norm_sq,
     regularize_covariance,
 )
+from numpyro_dilation.trajectory import TrajectoryState, init_trajectory
 
 #: Fewest annealing iterations accepted: fewer cannot follow any path.
 MIN_ANNEAL_STEPS = 10
@@ -66,6 +67,8 @@ class AdaptState(NamedTuple):
         NumPyro dual-averaging state.
     position_state, gradient_state : tuple
         NumPyro Welford states of positions and of gradients in the current window.
+    trajectory : numpyro_dilation.trajectory.TrajectoryState
+        ChEES adaptation of the HMC trajectory length (unused by MALA).
     """
 
     step_size: jax.Array
@@ -74,6 +77,7 @@ class AdaptState(NamedTuple):
     ss_state: tuple
     position_state: tuple
     gradient_state: tuple
+    trajectory: TrajectoryState
 
     @property
     def inverse_mass_matrix(self) -> jax.Array:
@@ -194,6 +198,13 @@ class WindowAdapter(NamedTuple):
         per-iteration part (dual averaging when ``adapt_step``, Welford sums).
     end_window : callable
         ``state -> AdaptState``: the new mass matrix from the window's sums.
+    end_window_pooled : callable
+        ``states -> AdaptState``: the same for a batch of vectorised chains,
+        from the mean of their *within-chain* covariances (chains in different
+        modes do not inflate it), computed once and shared by every chain.
+    update_step_size : callable
+        ``(i, accept_prob, state) -> AdaptState``: one dual-averaging step (the
+        mean acceptance over chains when they adapt together).
     is_window_end : callable
         ``i -> bool``: whether iteration ``i`` closes an estimating window.  It
         depends on ``i`` alone, so vectorised chains can branch on it once for
@@ -203,6 +214,8 @@ class WindowAdapter(NamedTuple):
     init: Callable
     update: Callable
     end_window: Callable
+    end_window_pooled: Callable
+    update_step_size: Callable
     is_window_end: Callable
 
 
@@ -227,7 +240,7 @@ def window_adapter(
     schedule.
     """
     ss_init, ss_update = dual_averaging()
-    mm_init, mm_update, mm_final = welford_covariance(diagonal=not dense_mass)
+    mm_init, mm_update, _ = welford_covariance(diagonal=not dense_mass)
     ends, estimates = adaptation_windows(num_anneal_steps, num_warmup)
     if len(ends) == 0:
         # no warmup: one sentinel window that never closes and never estimates
@@ -254,12 +267,16 @@ def window_adapter(
             ss_state=ss_init(jnp.log(10.0) + jnp.log(step_size)),
             position_state=mm_init(size),
             gradient_state=mm_init(size),
+            trajectory=init_trajectory(size, dtype),
         )
 
-    def end_window(state):
-        position_cov, *_ = mm_final(state.position_state)
-        gradient_cov, *_ = mm_final(state.gradient_state)
-        n = state.position_state[2]
+    def window_covariances(state):
+        # Welford's (mean, m2, n): the covariance without the factorisation that
+        # NumPyro's final_fn adds (batched LAPACK calls are what jaxlib can deadlock on)
+        (_, position_m2, n), (_, gradient_m2, _) = state.position_state, state.gradient_state
+        return position_m2 / (n - 1), gradient_m2 / (n - 1), n
+
+    def metric_from(position_cov, gradient_cov, n, state):
         cov = gradient_informed_covariance(position_cov, gradient_cov)
         if dense_mass:
             # A dense matrix needs well over d draws: with n ~ d (autocorrelated) draws
@@ -276,29 +293,54 @@ def window_adapter(
         # A degenerate window (a stuck chain) keeps the previous matrix.
         finite = [jnp.all(jnp.isfinite(m)) for m in metric]
         ok = finite[0] & finite[1] & finite[2] & (n > 2)
-        size = cov.shape[0]
         return state._replace(
             metric=jax.tree.map(lambda new, old: jnp.where(ok, new, old), metric, state.metric),
             # In the new metric a well-estimated posterior has curvature about 1.
             curvature=jnp.where(ok, jnp.ones_like(state.curvature), state.curvature),
-            position_state=mm_init(size),
-            gradient_state=mm_init(size),
             ss_state=ss_init(jnp.log(10.0) + jnp.log(state.step_size)),
         )
 
+    def fresh_window(state):
+        size = state.position_state[0].shape[-1]
+        return state._replace(position_state=mm_init(size), gradient_state=mm_init(size))
+
+    def end_window(state):
+        return fresh_window(metric_from(*window_covariances(state), state))
+
+    def end_window_pooled(states):
+        position_cov, gradient_cov, n = jax.vmap(window_covariances)(states)
+        # within-chain covariances, averaged: the W of R-hat
+        chain0 = jax.tree.map(lambda x: x[0], states)
+        shared = metric_from(
+            jnp.mean(position_cov, axis=0), jnp.mean(gradient_cov, axis=0), jnp.sum(n), chain0
+        )
+        num_chains = n.shape[0]
+        return jax.vmap(fresh_window)(
+            states._replace(
+                metric=jax.tree.map(
+                    lambda x: jnp.broadcast_to(x, (num_chains,) + x.shape), shared.metric
+                ),
+                curvature=jnp.broadcast_to(shared.curvature, states.curvature.shape),
+                ss_state=jax.tree.map(
+                    lambda x: jnp.broadcast_to(x, (num_chains,) + jnp.shape(x)), shared.ss_state
+                ),
+            )
+        )
+
+    def update_step_size(i, accept_prob, state):
+        if not adapt_step_size:
+            return state
+        ss_state = ss_update(target_accept_prob - accept_prob, state.ss_state)
+        log_step, log_step_avg, *_ = ss_state
+        step_size = jnp.exp(jnp.where(i == num_warmup - 1, log_step_avg, log_step))
+        finfo = jnp.finfo(jnp.result_type(step_size))
+        step_size = jnp.clip(step_size, finfo.tiny, finfo.max)
+        return state._replace(ss_state=ss_state, step_size=step_size)
+
     def update(i, accept_prob, y, grad, state, adapt_step=True):
         if adapt_step_size:
-            ss_state = ss_update(target_accept_prob - accept_prob, state.ss_state)
-            log_step, log_step_avg, *_ = ss_state
-            step_size = jnp.exp(jnp.where(i == num_warmup - 1, log_step_avg, log_step))
-            finfo = jnp.finfo(jnp.result_type(step_size))
-            step_size = jnp.clip(step_size, finfo.tiny, finfo.max)
-            state = state._replace(
-                ss_state=jax.tree.map(
-                    lambda new, old: jnp.where(adapt_step, new, old), ss_state, state.ss_state
-                ),
-                step_size=jnp.where(adapt_step, step_size, state.step_size),
-            )
+            stepped = update_step_size(i, accept_prob, state)
+            state = jax.tree.map(lambda new, old: jnp.where(adapt_step, new, old), stepped, state)
         if adapt_mass_matrix:
             take = jnp.asarray(window_estimates)[window_of(i)] & jnp.all(jnp.isfinite(grad))
             accumulated = (
@@ -320,7 +362,9 @@ def window_adapter(
             & jnp.asarray(window_estimates)[k]
         )
 
-    return WindowAdapter(init, update, end_window, is_window_end)
+    return WindowAdapter(
+        init, update, end_window, end_window_pooled, update_step_size, is_window_end
+    )
 
 
 def restart_dual_averaging(state: AdaptState, step_size) -> AdaptState:

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax import random, vmap
 from jax.flatten_util import ravel_pytree
 
-from numpyro_dilation import path
+from numpyro_dilation import path, trajectory
 from numpyro_dilation.adaptation import (
     AdaptState,
     WindowAdapter,
@@ -43,6 +43,13 @@ from numpyro_dilation.adaptation import (
     update_curvature,
 )
 from numpyro_dilation.langevin import MAX_DELTA_ENERGY, langevin_move
+from numpyro_dilation.trajectory import TrajectoryMove
+
+#: Stationary kernels after the annealing.
+STATIONARY_KERNELS = ("hmc", "mala")
+#: Weight floor of the running mean of a chain's position that ChEES centres on
+#: (a memory of about 50 iterations).
+CENTER_WEIGHT = 0.02
 
 #: Weight of the newest acceptance in ``recent_accept_prob`` (a ~100-iteration memory).
 RECENT_WEIGHT = 0.01
@@ -89,6 +96,9 @@ class DilationState(NamedTuple):
         potential or gradient, or an energy error above 1000).
     num_grad_evals : int
         Cumulative number of potential-and-gradient evaluations of this chain.
+    num_steps : int
+        Leapfrog steps of the transition that produced this state (1 for a
+        Langevin step).
     adapt_state : numpyro_dilation.adaptation.AdaptState
         Step size, metric and curvature adaptation state.
     rng_key : jax.Array
@@ -99,6 +109,9 @@ class DilationState(NamedTuple):
     ensemble : numpyro_dilation.ensemble.EnsembleState or None
         Population-move settings and statistics (``ensemble=True`` only).  In
         ensemble mode ``rng_key`` is one key for the whole ensemble.
+    nuts : numpyro.infer.hmc.HMCState or None
+        NumPyro's NUTS state (``stationary="nuts"`` only), which takes over at
+        ``t = 1`` (:mod:`numpyro_dilation.nuts`).
     """
 
     i: jax.Array
@@ -114,11 +127,13 @@ class DilationState(NamedTuple):
     recent_accept_prob: jax.Array
     diverging: jax.Array
     num_grad_evals: jax.Array
+    num_steps: jax.Array
     adapt_state: AdaptState
     rng_key: jax.Array
     num_anneal_steps: jax.Array
     num_warmup: jax.Array
     ensemble: Any = None
+    nuts: Any = None
 
 
 class DilationSettings(NamedTuple):
@@ -136,6 +151,11 @@ class DilationSettings(NamedTuple):
         Restart dual averaging from the curvature's step while annealing.
     forward_mode_differentiation : bool
         Differentiate the potential in forward mode.
+    stationary : {"hmc", "mala"}
+        Kernel at ``t = 1``: HMC with a ChEES-tuned jittered trajectory length
+        (:mod:`.trajectory`) or single-step MALA (:mod:`.langevin`).
+    adapt_trajectory_length : bool
+        Tune the HMC trajectory length by ChEES during the warmup at ``t = 1``.
     """
 
     eps: float
@@ -144,6 +164,8 @@ class DilationSettings(NamedTuple):
     adjust: bool = True
     adapt_step_size: bool = True
     forward_mode_differentiation: bool = False
+    stationary: str = "mala"
+    adapt_trajectory_length: bool = True
 
 
 def flat_potential_and_grad(
@@ -226,6 +248,7 @@ def init(
         recent_accept_prob=jnp.ones((), flat.dtype),
         diverging=jnp.array(False),
         num_grad_evals=int_zero + 1,
+        num_steps=int_zero,
         adapt_state=adapter.init(size, step_size, inverse_mass_matrix, flat.dtype),
         rng_key=rng_key,
         num_anneal_steps=int_zero + num_anneal_steps,
@@ -246,15 +269,34 @@ class DilationKernel(NamedTuple):
     Attributes
     ----------
     transition : callable
-        ``(state, i, num_anneal_steps, num_warmup, potential_fn) -> state``: one
-        iteration of one chain, without the window-end work.
+        ``(state, i, num_anneal_steps, num_warmup, potential_fn, num_steps) -> state``:
+        one iteration of one chain adapting alone, without the window-end work.
     step : callable
         ``(state, potential_fn, batched) -> state``: one iteration of one chain
-        or of a batch of vectorised chains, window ends included.
+        or of a batch of vectorised chains, window ends included.  Vectorised
+        chains adapt together: one step size from their mean acceptance, one
+        mass matrix from their mean within-chain covariance, one trajectory
+        length from their mean ChEES gradient.
     """
 
     transition: Callable
     step: Callable
+
+
+def initial_step_size(curvature, stationary: str):
+    """The stationary kernel's first step, from the curvature ``L`` the annealing measured.
+
+    A Langevin step ``h = 1 / L``; a leapfrog step ``1 / sqrt(L)`` (stable below
+    ``2 / sqrt(L)``).
+    """
+    return 1.0 / curvature if stationary == "mala" else jax.lax.rsqrt(curvature)
+
+
+def trajectory_length(adapt: AdaptState, i, num_warmup):
+    """The warmup iterate of the trajectory length, or its average once warmup is over."""
+    return jnp.where(
+        i < num_warmup, adapt.trajectory.length, trajectory.final_length(adapt.trajectory)
+    )
 
 
 def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> DilationKernel:
@@ -271,8 +313,11 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
     -------
     DilationKernel
     """
+    hmc = settings.stationary == "hmc"
+    if settings.stationary not in STATIONARY_KERNELS:
+        raise ValueError(f"stationary must be one of {STATIONARY_KERNELS}")
 
-    def warmup_update(annealing, i, state, move, adapt: AdaptState) -> AdaptState:
+    def warmup_update(annealing, i, num_anneal, state, move, pooled, adapt: AdaptState):
         # curvature while annealing, dual averaging after, Welford sums throughout
         curvature = update_curvature(
             adapt.curvature,
@@ -284,55 +329,135 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
             move.diverging,
         )
         adapt = adapt._replace(curvature=jnp.where(annealing, curvature, adapt.curvature))
-        adapt = adapter.update(i, move.accept_prob, move.y, move.grad, adapt, ~annealing)
+        adapt = adapter.update(
+            i, move.accept_prob, move.y, move.grad, adapt, ~annealing & (not pooled)
+        )
+        if hmc:
+            # ChEES centres on a running mean of the chain's own position, so that
+            # chains sitting in different modes each measure their own spread.
+            k = (i - num_anneal).astype(move.y.dtype)
+            weight = jnp.maximum(1.0 / (k + 1.0), CENTER_WEIGHT)
+            traj = adapt.trajectory
+            traj = traj._replace(center=traj.center + weight * (move.y - traj.center))
+            if settings.adapt_trajectory_length and not pooled:
+                gradient = move.accept_prob * chees_gradient_of(state, move, traj.center)
+                traj = trajectory.update_trajectory(
+                    traj, gradient, trajectory_jitter(i), adapt.step_size
+                )
+            # while annealing, the length waits at one posterior scale (1 / sqrt(L))
+            restarted = trajectory.init_trajectory(
+                move.y.size, move.y.dtype, jax.lax.rsqrt(adapt.curvature)
+            )._replace(center=move.y)
+            adapt = adapt._replace(
+                trajectory=jax.tree.map(
+                    lambda new, old: jnp.where(annealing, new, old), restarted, traj
+                )
+            )
         if settings.adapt_step_size:
-            # Dual averaging at t = 1 starts from the step the curvature suggests.
-            restarted = restart_dual_averaging(adapt, 1.0 / adapt.curvature)
+            # At t = 1 the step starts from the one the curvature suggests.
+            restarted = restart_dual_averaging(
+                adapt, initial_step_size(adapt.curvature, settings.stationary)
+            )
             adapt = jax.tree.map(lambda new, old: jnp.where(annealing, new, old), restarted, adapt)
         return adapt
 
-    def transition(state: DilationState, i, num_anneal, num_warmup, potential_fn) -> DilationState:
+    def chees_gradient_of(state, move, center):
+        return jnp.where(
+            move.diverging,
+            0.0,
+            trajectory.chees_gradient(
+                state.y,
+                move.proposal,
+                move.proposal_velocity,
+                center,
+                center,
+                state.adapt_state.whitening,
+            ),
+        )
+
+    def trajectory_jitter(i):
+        return 1.0 - trajectory.halton(i)
+
+    def move_of(state, i, num_anneal, num_warmup, potential_fn, num_steps):
+        """The Langevin move while annealing (and with MALA), HMC at t = 1."""
         _, unravel = ravel_pytree(state.z)
         dtype = state.y.dtype
         d = state.y.size
         adapt = state.adapt_state
-
         annealing = i < num_anneal
         t_next = path.level_after(i, num_anneal, settings.levels, dtype)
-        step_y = jnp.where(
-            annealing,
-            path.rescaled_step_size(settings.eps, settings.alpha, state.t, adapt.curvature),
-            adapt.step_size,
-        )
-        adjusted = ~annealing & (settings.adjust | (i < num_warmup))
+        pag = flat_potential_and_grad(potential_fn, unravel, settings.forward_mode_differentiation)
+
+        def langevin(key):
+            step_y = jnp.where(
+                annealing,
+                path.rescaled_step_size(settings.eps, settings.alpha, state.t, adapt.curvature),
+                adapt.step_size,
+            )
+            adjusted = ~annealing & (settings.adjust | (i < num_warmup))
+            move = langevin_move(
+                key,
+                state.y,
+                state.potential_energy - path.log_normalizer(d, state.t),
+                state.y_grad,
+                pag,
+                step_y,
+                adapt.metric,
+                adjusted=adjusted,
+                center=state.center,
+                contraction=path.contraction(state.t, t_next),
+                max_delta_energy=MAX_DELTA_ENERGY,
+            )
+            return TrajectoryMove(
+                *move,
+                proposal_velocity=jnp.zeros_like(state.y),
+                num_steps=jnp.ones((), jnp.result_type(int)),
+            ), step_y * state.t
+
+        def hamiltonian(key):
+            move = trajectory.hmc_move(
+                key,
+                state.y,
+                state.potential_energy,
+                state.y_grad,
+                lambda y: potential_fn(unravel(y)),
+                adapt.step_size,
+                num_steps,
+                adapt.metric,
+                max_delta_energy=MAX_DELTA_ENERGY,
+                forward_mode_differentiation=settings.forward_mode_differentiation,
+            )
+            return move, adapt.step_size
 
         rng_key, key_move = random.split(state.rng_key)
-        move = langevin_move(
-            key_move,
-            state.y,
-            state.potential_energy - path.log_normalizer(d, state.t),
-            state.y_grad,
-            flat_potential_and_grad(potential_fn, unravel, settings.forward_mode_differentiation),
-            step_y,
-            adapt.metric,
-            adjusted=adjusted,
-            center=state.center,
-            contraction=path.contraction(state.t, t_next),
-            max_delta_energy=MAX_DELTA_ENERGY,
+        if hmc:
+            # `annealing` is unbatched (vectorised chains share the counter): a real branch
+            move, step_size = jax.lax.cond(annealing, langevin, hamiltonian, key_move)
+        else:
+            move, step_size = langevin(key_move)
+        return move, step_size, t_next, rng_key
+
+    def transition_with_move(
+        state: DilationState, i, num_anneal, num_warmup, num_steps, potential_fn, pooled
+    ):
+        _, unravel = ravel_pytree(state.z)
+        d = state.y.size
+        annealing = i < num_anneal
+        move, step_size, t_next, rng_key = move_of(
+            state, i, num_anneal, num_warmup, potential_fn, num_steps
         )
         # A rejected annealing step keeps the rescaled position y: in the original
         # coordinates the particle is dilated from level t to t_next, which maps a
         # draw of p_t to a draw of p_t_next exactly.  So the level always advances.
         t_new = t_next
-
         adapt = jax.lax.cond(
             i < num_warmup,
-            partial(warmup_update, annealing, i, state, move),
+            partial(warmup_update, annealing, i, num_anneal, state, move, pooled),
             lambda a: a,
-            adapt,
+            state.adapt_state,
         )
         phase_start = jnp.where(annealing, 0, jnp.where(i < num_warmup, num_anneal, num_warmup))
-        return DilationState(
+        new_state = DilationState(
             i=state.i + 1,
             z=unravel(path.from_rescaled(move.y, t_new, state.center)),
             potential_energy=move.potential_energy + path.log_normalizer(d, t_new),
@@ -340,31 +465,104 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
             y_grad=move.grad,
             center=state.center,
             t=t_new,
-            step_size=step_y * state.t,
+            step_size=step_size,
             accept_prob=move.accept_prob,
             mean_accept_prob=running_mean(state.mean_accept_prob, move.accept_prob, i, phase_start),
             recent_accept_prob=state.recent_accept_prob
             + RECENT_WEIGHT * (move.accept_prob - state.recent_accept_prob),
             diverging=move.diverging,
-            num_grad_evals=state.num_grad_evals + 1,
+            num_grad_evals=state.num_grad_evals + move.num_steps,
+            num_steps=move.num_steps,
             adapt_state=adapt,
             rng_key=rng_key,
             num_anneal_steps=state.num_anneal_steps,
             num_warmup=state.num_warmup,
             ensemble=state.ensemble,
+            nuts=state.nuts,
         )
+        return new_state, move
+
+    def transition(state, i, num_anneal, num_warmup, potential_fn, num_steps=None):
+        if num_steps is None:
+            num_steps = steps_of(state.adapt_state, i, num_warmup)
+        new_state, _ = transition_with_move(
+            state, i, num_anneal, num_warmup, num_steps, potential_fn, False
+        )
+        return new_state
+
+    def steps_of(adapt, i, num_warmup):
+        if not hmc:
+            return 1
+        return trajectory.num_leapfrog_steps(
+            i, trajectory_length(adapt, i, num_warmup), adapt.step_size
+        )
+
+    def pooled_update(previous, state, move, i):
+        """Step size, and trajectory length, adapted once for all vectorised chains."""
+        adapt = state.adapt_state
+        chain0 = jax.tree.map(lambda x: x[0], adapt)
+        shared = adapter.update_step_size(i, jnp.mean(move.accept_prob), chain0)
+        if hmc and settings.adapt_trajectory_length:
+            gradients = jax.vmap(chees_gradient_of)(previous, move, adapt.trajectory.center)
+            weights = jnp.where(move.diverging, 0.0, move.accept_prob)
+            gradient = jnp.sum(weights * gradients) / (jnp.sum(weights) + 1e-12)
+            traj = trajectory.update_trajectory(
+                chain0.trajectory, gradient, trajectory_jitter(i), chain0.step_size
+            )
+            lengths = jax.tree.map(
+                lambda x: jnp.broadcast_to(x, adapt.trajectory.length.shape + jnp.shape(x)),
+                traj._replace(center=None),
+            )
+            adapt = adapt._replace(trajectory=lengths._replace(center=adapt.trajectory.center))
+
+        def broadcast(x):
+            return jnp.broadcast_to(x, adapt.step_size.shape + jnp.shape(x))
+
+        adapt = adapt._replace(
+            step_size=broadcast(shared.step_size), ss_state=jax.tree.map(broadcast, shared.ss_state)
+        )
+        return state._replace(adapt_state=adapt)
+
+    def pooled_start(state):
+        """At the end of the annealing, one starting step (and length) for all chains."""
+        adapt = state.adapt_state
+        curvature = jnp.median(adapt.curvature)
+        restarted = jax.vmap(restart_dual_averaging, in_axes=(0, None))(
+            adapt, initial_step_size(curvature, settings.stationary)
+        )
+        if settings.adapt_step_size:
+            adapt = restarted
+        if hmc:
+            length = jnp.broadcast_to(jax.lax.rsqrt(curvature), adapt.trajectory.length.shape)
+            adapt = adapt._replace(
+                trajectory=adapt.trajectory._replace(length=length, log_length_avg=jnp.log(length))
+            )
+        return state._replace(adapt_state=adapt)
 
     def step(state: DilationState, potential_fn, batched: bool) -> DilationState:
         i, num_anneal, num_warmup = phases(state, batched)
-        one_chain = partial(transition, potential_fn=potential_fn)
-        end_window = adapter.end_window
-        if batched:
-            # The phase counters go in unbatched too, so that the warmup-only work
-            # stays behind a real branch (a batched predicate would turn the
-            # `lax.cond` into a select that runs the warmup update every iteration).
-            one_chain = vmap(one_chain, in_axes=(0, None, None, None))
-            end_window = vmap(end_window)
-        state = one_chain(state, i, num_anneal, num_warmup)
+        if not batched:
+            state = transition(state, i, num_anneal, num_warmup, potential_fn)
+            end_window = adapter.end_window
+        else:
+            # The phase counters and the number of leapfrog steps go in unbatched, so
+            # that the warmup-only work stays behind a real branch and the leapfrog loop
+            # is one loop for all chains (the adaptation is shared, so is the length).
+            chain0 = jax.tree.map(lambda x: x[0], state.adapt_state)
+            num_steps = steps_of(chain0, i, num_warmup)
+            previous = state
+            state, move = vmap(
+                partial(transition_with_move, potential_fn=potential_fn, pooled=True),
+                in_axes=(0, None, None, None, None),
+            )(state, i, num_anneal, num_warmup, num_steps)
+            state = jax.lax.cond(
+                (i >= num_anneal) & (i < num_warmup),
+                lambda s: pooled_update(previous, s, move, i),
+                lambda s: s,
+                state,
+            )
+            state = jax.lax.cond(i == num_anneal - 1, pooled_start, lambda s: s, state)
+            end_window = adapter.end_window_pooled
         adapt_state = jax.lax.cond(
             adapter.is_window_end(i) & (i < num_warmup),
             end_window,
@@ -378,11 +576,14 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
 
 __all__ = [
     "RECENT_WEIGHT",
+    "STATIONARY_KERNELS",
     "DilationKernel",
     "DilationSettings",
     "DilationState",
     "build_kernel",
     "flat_potential_and_grad",
     "init",
+    "initial_step_size",
     "phases",
+    "trajectory_length",
 ]

@@ -24,7 +24,7 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import ParamInfo, initialize_model
 from numpyro.util import identity, is_prng_key
 
-from numpyro_dilation import dilation, ensemble, path
+from numpyro_dilation import dilation, ensemble, nuts, path
 from numpyro_dilation._checks import (
     check_continuous_latents,
     check_dimensions,
@@ -57,7 +57,6 @@ DEFAULT_STEP_SIZE = 1.0
 DEFAULT_EPS = 0.75
 DEFAULT_ALPHA = 0.75
 DEFAULT_T_MIN = 0.03
-DEFAULT_TARGET_ACCEPT_PROB = 0.574
 #: ``dense_mass=None`` uses a dense mass matrix up to this many unconstrained
 #: dimensions: MALA, unlike NUTS, cannot make up for correlations with long
 #: trajectories (on the posteriordb regressions a diagonal metric gave min ESS
@@ -67,17 +66,21 @@ AUTO_DENSE_MAX_DIM = 100
 
 
 class DilationLangevin(MCMCKernel):
-    """Annealed Langevin along the dilation path, then exact MALA.
+    """Annealed Langevin along the dilation path, then an exact stationary kernel.
 
     The dilation path (Chehab & Korba, 2024) shrinks the posterior towards a
     centre ``c``: its level ``t`` is the law of ``c + sqrt(t) (X - c)``.  During
     the first part of warmup every chain starts at ``c`` and follows the path
     from ``t_min`` to ``t = 1`` with unadjusted Langevin steps
     ``h = eps * t**alpha`` (the paper's adaptive step sizes), which spreads
-    chains over the modes of a multimodal posterior.  The rest of warmup runs
-    MALA at ``t = 1`` and adapts its step size (dual averaging) and mass matrix
-    (Stan's windows, from positions and gradients); the sampling phase is
-    Metropolis-adjusted, so the draws are exact.
+    chains over the modes of a multimodal posterior.  From ``t = 1`` on a
+    Metropolis-adjusted kernel takes over (``stationary``): by default HMC with
+    a jittered trajectory length tuned by ChEES, or single-step MALA, or
+    NumPyro's own NUTS.  The rest of warmup adapts its step size (dual
+    averaging) and mass matrix (Stan's windows, from positions and gradients);
+    vectorised chains adapt together (one step size from their mean
+    acceptance, one metric from their mean within-chain covariance, one
+    trajectory length).  The draws are exact.
 
     Parameters
     ----------
@@ -88,7 +91,8 @@ class DilationLangevin(MCMCKernel):
         give exactly one of ``model`` and ``potential_fn``.  With
         ``potential_fn``, :meth:`numpyro.infer.MCMC.run` needs ``init_params``.
     step_size : float, default 1.0
-        Initial MALA step size, as in NumPyro's kernels.  With
+        Initial step size, as in NumPyro's kernels (the Langevin time step for
+        MALA, the leapfrog step for HMC and NUTS).  With
         ``adapt_step_size=True`` (default) the annealing replaces it by its own
         estimate before dual averaging starts; otherwise it is the step size of
         the sampling phase.  It also seeds the curvature estimate (``1 / step_size``).
@@ -128,12 +132,14 @@ class DilationLangevin(MCMCKernel):
         to 100 unconstrained dimensions and diagonal above.
     inverse_mass_matrix : array, optional
         Initial inverse mass matrix (1-D diagonal or 2-D dense); identity by default.
-    target_accept_prob : float, default 0.574
-        Acceptance rate targeted by step size adaptation (0.574 is optimal for
-        MALA in high dimension).
+    target_accept_prob : float, optional
+        Acceptance rate targeted by step size adaptation; by default 0.8 for
+        HMC and NUTS (NumPyro's value) and 0.574 for MALA (optimal in high
+        dimension).
     adjust : bool, default True
-        Metropolis-adjust the sampling phase (MALA, exact).  ``False`` gives the
-        paper's unadjusted Langevin, biased by its step size.
+        Metropolis-adjust the sampling phase.  ``False`` (with
+        ``stationary="mala"`` only) gives the paper's unadjusted Langevin,
+        biased by its step size.
     init_strategy : callable, default numpyro.infer.init_to_uniform
         Per-site initialisation, used for ``center="init"``.
     forward_mode_differentiation : bool, default False
@@ -156,6 +162,18 @@ class DilationLangevin(MCMCKernel):
         ``ensemble.num_proposals``, ``ensemble.num_accepted`` and the tuned
         ``ensemble.move_probs``, ``ensemble.population_prob``,
         ``ensemble.num_clusters``.  See the "Ensemble mode" page of the docs.
+    stationary : {"hmc", "mala", "nuts"}, default "hmc"
+        The kernel after the annealing.  ``"hmc"``: HMC whose number of
+        leapfrog steps is ``ceil(u T / step)`` with a quasi-random jitter ``u``
+        and a trajectory length ``T`` tuned by the ChEES criterion (Hoffman,
+        Radul & Sountsov, 2021); HMC-class scaling (``d**(1/4)``, ``sqrt(kappa)``)
+        and no per-chain ``while`` loop when chains are vectorised.  ``"mala"``:
+        one Langevin step per iteration (cheapest per iteration, slow on
+        ill-conditioned or high-dimensional posteriors).  ``"nuts"``: the
+        annealed chains are handed to NumPyro's NUTS, which adapts over the
+        rest of the warmup as NUTS does (not with ``ensemble=True``).  Extra
+        fields ``num_steps`` and ``adapt_state.trajectory.length`` report the
+        trajectories.
 
     Examples
     --------
@@ -191,12 +209,13 @@ class DilationLangevin(MCMCKernel):
         adapt_mass_matrix: bool = True,
         dense_mass: bool | None = None,
         inverse_mass_matrix: Any = None,
-        target_accept_prob: float = DEFAULT_TARGET_ACCEPT_PROB,
+        target_accept_prob: float | None = None,
         adjust: bool = True,
         init_strategy: Callable = init_to_uniform,
         forward_mode_differentiation: bool = False,
         regularize_mass_matrix: bool = True,
         ensemble: bool = False,
+        stationary: str = "hmc",
     ) -> None:
         if (model is None) == (potential_fn is None):
             raise ValueError(
@@ -226,6 +245,7 @@ class DilationLangevin(MCMCKernel):
             forward_mode_differentiation=forward_mode_differentiation,
             regularize_mass_matrix=regularize_mass_matrix,
             ensemble=ensemble,
+            stationary=stationary,
         )
         for name, value in options.items():
             setattr(self, f"_{name}", value)
@@ -331,6 +351,8 @@ class DilationLangevin(MCMCKernel):
             adjust=self._adjust,
             adapt_step_size=self._adapt_step_size and size > 0,
             forward_mode_differentiation=self._forward_mode_differentiation,
+            # the annealing's own moves are Langevin whichever kernel follows
+            stationary="mala" if self._stationary == "nuts" else self._stationary,
         )
         init_one = partial(
             dilation.init,
@@ -348,6 +370,10 @@ class DilationLangevin(MCMCKernel):
         else:
             state = init_one(rng_key, init_params)
         step = dilation.build_kernel(settings, adapter).step
+        if self._stationary == "nuts":
+            state, step = self._with_nuts(
+                state, rng_key, step, num_adapt, dense, vectorized, model_args, model_kwargs
+            )
         # the end-of-warmup check needs an adaptation phase long enough to average over
         self._sample_fn = partial(
             self._sample,
@@ -393,11 +419,57 @@ class DilationLangevin(MCMCKernel):
                     potential_fn, unravel, self._forward_mode_differentiation
                 ),
             )
+        elif self._stationary == "nuts":
+            state = step(state, potential_fn, batched, model_args, model_kwargs)
         else:
             state = step(state, potential_fn, batched)
         if check:
             self._check_health(state, batched, check_warmup)
         return state
+
+    def _with_nuts(
+        self, state, rng_key, step, num_adapt, dense, vectorized, model_args, model_kwargs
+    ):
+        """Attach NumPyro's NUTS to the state, and a step that hands over to it at t = 1."""
+        init_kernel, sample_kernel = nuts.nuts_kernel(
+            self._potential_fn, None if self._model is None else self._potential_fn_gen
+        )
+        init_one = partial(
+            nuts.init,
+            init_kernel,
+            num_warmup=num_adapt,
+            step_size=self._step_size,
+            adapt_step_size=self._adapt_step_size,
+            adapt_mass_matrix=self._adapt_mass_matrix,
+            dense_mass=dense,
+            target_accept_prob=self._target_accept_prob,
+            forward_mode_differentiation=self._forward_mode_differentiation,
+            regularize_mass_matrix=self._regularize_mass_matrix,
+            model_args=model_args,
+            model_kwargs=model_kwargs,
+        )
+        keys = (
+            vmap(lambda k: random.fold_in(k, 1))(rng_key)
+            if vectorized
+            else random.fold_in(rng_key, 1)
+        )
+        state = vmap(init_one)(state, keys) if vectorized else init_one(state, keys)
+        nuts_one = partial(nuts.transition, adapt_step_size=self._adapt_step_size)
+
+        def nuts_step(state, potential_fn, batched, model_args, model_kwargs):
+            i, num_anneal, _ = dilation.phases(state, batched)
+            run = partial(nuts_one, sample_kernel=sample_kernel)
+            if batched:
+                run = vmap(run, in_axes=(0, None, None, None))
+            # the phase is unbatched (vectorised chains share the counter): a real branch
+            return jax.lax.cond(
+                i < num_anneal,
+                lambda s: step(s, potential_fn, batched),
+                lambda s: run(s, i == num_anneal, model_args, model_kwargs),
+                state,
+            )
+
+        return state, nuts_step
 
     def _check_health(self, state, batched, check_warmup):
         """Warn from the host at the end of warmup and every CHECK_EVERY sampling iterations."""

@@ -78,7 +78,15 @@ INVALID = {
     "eps": (st.one_of(NON_POSITIVE, NOT_A_NUMBER), POSITIVE_FLOAT),
     "alpha": (st.one_of(NON_POSITIVE, NOT_A_NUMBER), POSITIVE_FLOAT),
     "t_min": (st.one_of(OUTSIDE_UNIT_INTERVAL, NOT_A_NUMBER), UNIT_INTERVAL),
-    "target_accept_prob": (st.one_of(OUTSIDE_UNIT_INTERVAL, NOT_A_NUMBER), UNIT_INTERVAL),
+    # None is valid here: the stationary kernel's own default
+    "target_accept_prob": (
+        st.one_of(OUTSIDE_UNIT_INTERVAL, NOT_A_NUMBER.filter(lambda v: v is not None)),
+        UNIT_INTERVAL,
+    ),
+    "stationary": (
+        st.one_of(st.text(max_size=6).filter(lambda s: s not in ("hmc", "mala", "nuts")), st.none()),
+        r"must be one of 'hmc', 'mala', 'nuts'",
+    ),
     "num_anneal_steps": (
         st.one_of(
             st.integers(max_value=-1),
@@ -306,6 +314,7 @@ def valid_combinations(draw):
             st.just(np.eye(DIM) + 0.3) if dense_mass is not False else st.none(),
         )
     )
+    adjust = draw(st.booleans())
     kernel = dict(
         step_size=draw(log_uniform(1e-3, 1e2)),
         eps=draw(log_uniform(1e-2, 3.0)),
@@ -319,7 +328,8 @@ def valid_combinations(draw):
         dense_mass=dense_mass,
         inverse_mass_matrix=imm,
         target_accept_prob=draw(st.floats(0.05, 0.95)),
-        adjust=draw(st.booleans()),
+        adjust=adjust,
+        stationary="mala" if not adjust else draw(st.sampled_from(["hmc", "mala"])),
         forward_mode_differentiation=draw(st.booleans()),
         regularize_mass_matrix=draw(st.booleans()),
     )

@@ -40,7 +40,7 @@ def run(kernel, num_warmup=100, num_samples=50, num_chains=1, chain_method="sequ
     return mcmc
 
 
-EXTRA = ("potential_energy", "accept_prob", "mean_accept_prob", "step_size", "diverging", "t", "num_grad_evals")
+EXTRA = ("potential_energy", "accept_prob", "mean_accept_prob", "step_size", "diverging", "t", "num_grad_evals", "num_steps")
 
 
 def test_draws_are_constrained_with_deterministic_sites_and_extra_fields():
@@ -55,8 +55,14 @@ def test_draws_are_constrained_with_deterministic_sites_and_extra_fields():
     for name in EXTRA:
         assert fields[name].shape == (50,), name
     np.testing.assert_array_equal(fields["t"], 1.0)
-    # one gradient per iteration, plus one at initialisation
-    np.testing.assert_array_equal(fields["num_grad_evals"], 100 + 1 + np.arange(1, 51))
+    # one gradient per leapfrog step (one per annealing step), plus one at initialisation
+    assert np.all(fields["num_steps"] >= 1)
+    np.testing.assert_array_equal(np.diff(fields["num_grad_evals"]), fields["num_steps"][1:])
+    assert fields["num_grad_evals"][0] > 50 + 1  # 50 annealing steps, then HMC
+    mala = run(DilationLangevin(normal_model, stationary="mala"), y=Y, extra_fields=EXTRA)
+    np.testing.assert_array_equal(
+        mala.get_extra_fields()["num_grad_evals"], 100 + 1 + np.arange(1, 51)
+    )
     assert np.all((fields["accept_prob"] >= 0) & (fields["accept_prob"] <= 1))
     assert isinstance(mcmc.last_state, DilationState)
     mcmc.print_summary()
@@ -112,12 +118,16 @@ def test_continuing_from_post_warmup_state_does_not_re_anneal():
     mcmc.warmup(jax.random.PRNGKey(3), y=Y)
     warm = mcmc.post_warmup_state
     assert int(warm.i) == 100 and float(warm.t) == 1.0
-    mcmc.run(jax.random.PRNGKey(4), y=Y, extra_fields=("t", "step_size", "num_grad_evals"))
+    mcmc.run(
+        jax.random.PRNGKey(4), y=Y, extra_fields=("t", "step_size", "num_grad_evals", "num_steps")
+    )
     fields = mcmc.get_extra_fields()
     np.testing.assert_array_equal(fields["t"], 1.0)
     # frozen adaptation: the step size stays the warmup's
     np.testing.assert_allclose(fields["step_size"], float(warm.adapt_state.step_size))
-    np.testing.assert_array_equal(fields["num_grad_evals"], 101 + np.arange(1, 31))
+    np.testing.assert_array_equal(
+        fields["num_grad_evals"], int(warm.num_grad_evals) + np.cumsum(fields["num_steps"])
+    )
     # a fresh MCMC with a fresh kernel carries on from the same state
     mcmc2 = MCMC(DilationLangevin(normal_model), num_warmup=50, num_samples=20, progress_bar=False)
     mcmc2.post_warmup_state = mcmc.last_state

@@ -79,6 +79,7 @@ def test_unadjusted_mode_has_the_known_step_size_bias():
     kernel = DilationLangevin(
         potential_fn=lambda x: 0.5 * jnp.sum(x**2),
         adjust=False,
+        stationary="mala",
         step_size=h,
         adapt_step_size=False,
         adapt_mass_matrix=False,

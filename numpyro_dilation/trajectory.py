@@ -1,0 +1,285 @@
+"""The stationary kernel: HMC with a jittered trajectory length tuned by ChEES.
+
+After the annealing the chains sit on the posterior and only need an exact
+kernel that mixes well.  Single-step MALA needs ``O(d^(1/3))`` steps per
+independent draw and its cost grows with the condition number ``kappa``; HMC
+needs ``O(d^(1/4))`` and ``sqrt(kappa)``.  So the default stationary kernel is
+HMC (Hoffman, Radul & Sountsov, 2021, "An adaptive MCMC scheme for setting
+trajectory lengths in Hamiltonian Monte Carlo"):
+
+- each iteration integrates ``ceil(u * T / eps)`` leapfrog steps, with ``u`` a
+  quasi-random jitter in (0, 1] from the Halton sequence at the iteration
+  number (shared by vectorised chains, so that they all run the same number of
+  steps and no chain waits in a per-chain ``while`` loop), then a Metropolis
+  correction of the energy error;
+- the trajectory length ``T`` climbs the ChEES criterion (the change in the
+  estimator of the expected square, ``E[(|q' - m|^2 - |q - m|^2)^2]``) by
+  Adam steps on ``log T``, in the whitened coordinates of the adapted metric;
+  the step ``eps`` follows dual averaging towards ``target_accept_prob``.
+
+The integrator and the kinetic energy are NumPyro's
+(:func:`numpyro.infer.hmc_util.velocity_verlet`,
+:func:`numpyro.infer.hmc_util.euclidean_kinetic_energy`).  This module is pure
+functions on flat arrays; where the statistics come from (one chain, or the
+mean over vectorised chains) is :mod:`numpyro_dilation.dilation`'s business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import random
+from jax.typing import ArrayLike
+from numpyro.infer.hmc_util import IntegratorState, euclidean_kinetic_energy, velocity_verlet
+
+from numpyro_dilation.metric import Metric, precondition
+
+#: Most leapfrog steps in one iteration (NumPyro's NUTS stops at 1023).
+MAX_NUM_STEPS = 1000
+#: Trajectory length at the start of the adaptation, in the whitened scale of the
+#: metric (where a well-adapted posterior has unit scale).
+INITIAL_TRAJECTORY_LENGTH = 1.0
+#: Adam's learning rate on ``log T``, its second-moment decay, and the largest
+#: change of ``log T`` in one iteration.
+LEARNING_RATE = 0.05
+SECOND_MOMENT_DECAY = 0.95
+MAX_LOG_UPDATE = 0.35
+#: Weight ``k**-DECAY`` of the k-th iterate in the running average of ``log T``
+#: that the sampling phase uses (the averaging of dual averaging's ``x_bar``).
+AVERAGING_DECAY = 0.5
+
+
+class TrajectoryMove(NamedTuple):
+    """Outcome of one HMC iteration (the fields of a Langevin move, and more).
+
+    Attributes
+    ----------
+    y, potential_energy, grad
+        The new position (the proposal if accepted), its potential and gradient.
+    accept_prob : float
+        Metropolis probability of the proposal (0 when divergent).
+    diverging : bool
+        Non-finite energy, or an energy error above the bound.
+    proposal, proposal_grad : array
+        End of the trajectory and the gradient there, accepted or not.
+    proposal_velocity : array
+        ``P r`` at the end of the trajectory (what ChEES differentiates along).
+    num_steps : int
+        Leapfrog steps taken.
+    """
+
+    y: jax.Array
+    potential_energy: jax.Array
+    grad: jax.Array
+    accept_prob: jax.Array
+    diverging: jax.Array
+    proposal: jax.Array
+    proposal_grad: jax.Array
+    proposal_velocity: jax.Array
+    num_steps: jax.Array
+
+
+class TrajectoryState(NamedTuple):
+    """ChEES adaptation of the trajectory length.
+
+    Attributes
+    ----------
+    length : float
+        Current trajectory length ``T`` (warmup iterate).
+    log_length_avg : float
+        Running weighted average of ``log T`` (used once warmup ends).
+    grad_sq : float
+        Adam's second moment of the ChEES gradient.
+    count : int
+        Updates so far (weights the average and Adam's bias correction).
+    center : array
+        Running mean of the position, the ``m`` of ChEES for a chain adapting
+        alone (vectorised chains use the mean over chains instead).
+    """
+
+    length: jax.Array
+    log_length_avg: jax.Array
+    grad_sq: jax.Array
+    count: jax.Array
+    center: jax.Array
+
+
+def init_trajectory(size: int, dtype, length: float = INITIAL_TRAJECTORY_LENGTH) -> TrajectoryState:
+    """Trajectory-length adaptation at its start."""
+    length = jnp.asarray(length, dtype)
+    return TrajectoryState(
+        length=length,
+        log_length_avg=jnp.log(length),
+        grad_sq=jnp.zeros((), dtype),
+        count=jnp.zeros((), jnp.result_type(int)),
+        center=jnp.zeros(size, dtype),
+    )
+
+
+def halton(i: ArrayLike, base: int = 2) -> jax.Array:
+    """The ``i``-th element (``i >= 0``) of the van der Corput sequence in ``base``, in [0, 1)."""
+    i = jnp.asarray(i, jnp.result_type(int)) + 1
+
+    def body(_, carry):
+        i, f, r = carry
+        f = f / base
+        return i // base, f, r + f * (i % base)
+
+    # 32 digits cover every int32 iteration number
+    _, _, r = jax.lax.fori_loop(0, 32, body, (i, jnp.ones(()), jnp.zeros(())))
+    return r
+
+
+def num_leapfrog_steps(i: ArrayLike, length: ArrayLike, step_size: ArrayLike) -> jax.Array:
+    """``ceil(u T / eps)`` with the Halton jitter ``u`` of iteration ``i``, in [1, MAX_NUM_STEPS]."""
+    jitter = 1.0 - halton(i)  # in (0, 1]
+    steps = jnp.ceil(jitter * length / step_size)
+    steps = jnp.where(jnp.isfinite(steps), steps, MAX_NUM_STEPS)
+    return jnp.clip(steps, 1, MAX_NUM_STEPS).astype(jnp.result_type(int))
+
+
+def hmc_move(
+    rng_key: jax.Array,
+    y: ArrayLike,
+    potential_energy: ArrayLike,
+    grad: ArrayLike,
+    potential_fn: Callable,
+    step_size: ArrayLike,
+    num_steps: ArrayLike,
+    metric: Metric,
+    *,
+    max_delta_energy: float,
+    forward_mode_differentiation: bool = False,
+) -> TrajectoryMove:
+    """One Metropolis-adjusted HMC iteration of ``num_steps`` leapfrog steps.
+
+    Parameters
+    ----------
+    rng_key : jax.Array
+        Random key (momentum and acceptance).
+    y, potential_energy, grad
+        Current flat position, its potential and gradient.
+    potential_fn : callable
+        ``y -> U(y)`` on flat arrays.
+    step_size : float
+        Leapfrog step ``eps``.
+    num_steps : int
+        Leapfrog steps (an unbatched value when chains are vectorised, so that
+        the loop is one loop for all of them).
+    metric : Metric
+        Inverse mass matrix ``P`` with its factors; momenta are ``N(0, P^{-1})``.
+    max_delta_energy : float
+        Energy error beyond which the trajectory is a divergence.
+    forward_mode_differentiation : bool
+        Differentiate the potential in forward mode.
+    """
+    key_momentum, key_accept = random.split(rng_key)
+    dtype = jnp.result_type(y)
+    # r ~ N(0, M) with M = P^{-1} = W^T W, W the whitening map: r = W^T xi
+    xi = random.normal(key_momentum, jnp.shape(y), dtype)
+    whitening = metric.whitening
+    r = whitening * xi if whitening.ndim == 1 else whitening.T @ xi
+    inverse_mass_matrix = metric.inverse_mass_matrix
+
+    _, update = velocity_verlet(
+        potential_fn, euclidean_kinetic_energy, forward_mode_differentiation
+    )
+    start = IntegratorState(y, r, potential_energy, grad)
+    end = jax.lax.fori_loop(
+        0, num_steps, lambda _, s: update(step_size, inverse_mass_matrix, s), start
+    )
+
+    energy = potential_energy + euclidean_kinetic_energy(inverse_mass_matrix, r)
+    energy_new = end.potential_energy + euclidean_kinetic_energy(inverse_mass_matrix, end.r)
+    delta = energy_new - energy
+    finite = (
+        jnp.isfinite(energy_new) & jnp.all(jnp.isfinite(end.z_grad)) & jnp.all(jnp.isfinite(end.z))
+    )
+    # NaN compares False: test the negation so that a NaN energy error diverges too
+    diverging = ~finite | ~(delta <= max_delta_energy)
+    accept_prob = jnp.where(diverging, 0.0, jnp.exp(jnp.minimum(-delta, 0.0))).astype(dtype)
+    accepted = random.uniform(key_accept, dtype=dtype) < accept_prob
+    proposal = jnp.where(finite, end.z, y)
+    return TrajectoryMove(
+        y=jnp.where(accepted, end.z, y),
+        potential_energy=jnp.where(accepted, end.potential_energy, potential_energy),
+        grad=jnp.where(accepted, end.z_grad, grad),
+        accept_prob=accept_prob,
+        diverging=diverging,
+        proposal=proposal,
+        proposal_grad=jnp.where(finite, end.z_grad, grad),
+        proposal_velocity=jnp.where(finite, precondition(inverse_mass_matrix, end.r), 0.0),
+        num_steps=jnp.asarray(num_steps, jnp.result_type(int)),
+    )
+
+
+def chees_gradient(
+    y: ArrayLike,
+    proposal: ArrayLike,
+    velocity: ArrayLike,
+    center: ArrayLike,
+    proposal_center: ArrayLike,
+    whitening: ArrayLike,
+) -> jax.Array:
+    """One chain's ChEES gradient with respect to the trajectory length (up to ``u``).
+
+    ``(|q' - m'|^2 - |q - m|^2) (q' - m') . v'`` in whitened coordinates, with
+    ``q`` the start, ``q'`` the end of the trajectory, ``v'`` the velocity there,
+    ``m`` and ``m'`` the means of starts and ends.
+    """
+
+    def whiten(x):
+        return whitening * x if whitening.ndim == 1 else whitening @ x
+
+    start = whiten(y - center)
+    end = whiten(proposal - proposal_center)
+    return (jnp.dot(end, end) - jnp.dot(start, start)) * jnp.dot(end, whiten(velocity))
+
+
+def update_trajectory(
+    state: TrajectoryState, gradient: ArrayLike, jitter: ArrayLike, step_size: ArrayLike
+) -> TrajectoryState:
+    """An Adam step (no first moment) up the ChEES criterion in ``log T``.
+
+    ``gradient`` is the acceptance-weighted ChEES gradient (one chain's, or the
+    mean over vectorised chains); times ``u T`` it is the gradient in ``log T``.
+    """
+    g = jitter * state.length * gradient
+    g = jnp.where(jnp.isfinite(g), g, 0.0)
+    count = state.count + 1
+    grad_sq = SECOND_MOMENT_DECAY * state.grad_sq + (1 - SECOND_MOMENT_DECAY) * g**2
+    corrected = grad_sq / (1 - SECOND_MOMENT_DECAY**count)
+    step = LEARNING_RATE * g / (jnp.sqrt(corrected) + 1e-12)
+    step = jnp.clip(step, -MAX_LOG_UPDATE, MAX_LOG_UPDATE)
+    log_length = jnp.log(state.length) + step
+    # a trajectory never shorter than one step, nor longer than the most steps
+    log_length = jnp.clip(log_length, jnp.log(step_size), jnp.log(MAX_NUM_STEPS * step_size))
+    weight = count.astype(log_length.dtype) ** -AVERAGING_DECAY
+    return state._replace(
+        length=jnp.exp(log_length),
+        log_length_avg=(1 - weight) * state.log_length_avg + weight * log_length,
+        grad_sq=grad_sq,
+        count=count,
+    )
+
+
+def final_length(state: TrajectoryState) -> jax.Array:
+    """The trajectory length the sampling phase uses (the averaged iterate)."""
+    return jnp.exp(state.log_length_avg)
+
+
+__all__ = [
+    "MAX_NUM_STEPS",
+    "TrajectoryMove",
+    "TrajectoryState",
+    "chees_gradient",
+    "final_length",
+    "halton",
+    "hmc_move",
+    "init_trajectory",
+    "num_leapfrog_steps",
+    "update_trajectory",
+]
