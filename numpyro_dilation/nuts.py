@@ -69,13 +69,27 @@ def init(
 
 
 def hand_over(state: DilationState, adapt_step_size: bool) -> Any:
-    """The NUTS state moved to the annealed chain's position, at the start of its warmup."""
+    """The NUTS state moved to the annealed chain's position and metric, at the start of its warmup."""
     nuts_state = state.nuts
     _, unravel = ravel_pytree(state.z)
     nuts_state = nuts_state._replace(
         z=state.z,
         z_grad=unravel(state.y_grad),
         potential_energy=state.potential_energy,
+    )
+    # NUTS starts in the metric the annealing adapted (its own windows then take
+    # over): with M = P^{-1} = W^T W, momenta r = W^T xi, as NumPyro draws them
+    # from `mass_matrix_sqrt`; `mass_matrix_sqrt_inv` is its inverse, A^T.
+    metric = state.adapt_state.metric
+    dense = metric.whitening.ndim == 2
+    nuts_state = nuts_state._replace(
+        adapt_state=nuts_state.adapt_state._replace(
+            inverse_mass_matrix=metric.inverse_mass_matrix,
+            mass_matrix_sqrt=metric.whitening.T if dense else metric.whitening,
+            mass_matrix_sqrt_inv=(
+                metric.inverse_mass_matrix_sqrt.T if dense else metric.inverse_mass_matrix_sqrt
+            ),
+        )
     )
     if adapt_step_size:
         # dual averaging starts from the step the annealing's curvature suggests
