@@ -2,11 +2,10 @@
 
 ``tests/data/pinned_draws.npz`` holds the draws and extra fields of three small
 runs (vectorised chains with the defaults; a diagonal metric with the linear
-schedule and ``center="init"``; ensemble mode) recorded before the sampler was
-split into its functional core (``dilation``, ``metric``, ``ensemble``) and a
-thin kernel class.  A refactoring must reproduce them to the bit; a change that
-is meant to alter the draws regenerates the file with :func:`record` and says so
-in the changelog.
+schedule and ``center="init"``; ensemble mode), last recorded when HMC became
+the default stationary kernel and vectorised chains began to adapt together.
+A refactoring must reproduce them to the bit; a change that is meant to alter
+the draws regenerates the file with :func:`record` and says so in the changelog.
 
 XLA compiles for the host CPU, and different SIMD instruction sets (or another
 jax/jaxlib) round differently, after which accept/reject decisions diverge.  The
