@@ -271,13 +271,15 @@ def _sv_args():
 IRT_STUDENTS, IRT_ITEMS = 400, 50
 
 
-def item_response_2pl_model(num_students, num_items, y=None):
+def item_response_2pl_model(y):
     """2PL item response: ``P(y_ji = 1) = sigmoid(alpha_i (theta_j + delta - beta_i))``.
 
     ``theta_j, beta_i ~ N(0, 1)``, ``alpha_i ~ LogNormal(0, 0.5)``,
     ``delta ~ N(0.75, 1)`` (the mean ability; it trades off against the
-    difficulties); d = 400 + 2 x 50 + 1 = 501.
+    difficulties); d = 400 + 2 x 50 + 1 = 501.  The sizes come from ``y``'s
+    shape, which stays static when the model's arguments are traced.
     """
+    num_students, num_items = y.shape
     delta = numpyro.sample("delta", dist.Normal(0.75, 1.0))
     theta = numpyro.sample("theta", dist.Normal(0.0, 1.0).expand([num_students]).to_event(1))
     beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([num_items]).to_event(1))
@@ -297,7 +299,7 @@ def _irt_data() -> np.ndarray:
 
 
 def _irt_args():
-    return (IRT_STUDENTS, IRT_ITEMS), {"y": jnp.asarray(_irt_data())}
+    return (jnp.asarray(_irt_data()),), {}
 
 
 LGCP_SIDE, LGCP_LENGTHSCALE = 10, 0.25

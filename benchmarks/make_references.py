@@ -126,7 +126,7 @@ REFERENCE_MODELS: dict[str, Reference] = {
     ),
     "item_response_2pl": Reference(
         hg.item_response_2pl_model,
-        lambda: ((hg.IRT_STUDENTS, hg.IRT_ITEMS), {"y": jnp.asarray(hg._irt_data())}),
+        hg._irt_args,
         ("delta", "theta", "beta", "alpha"),
         1500,
         target_accept_prob=0.8,
