@@ -918,6 +918,20 @@ def _summary(result: dict[str, Any]) -> list[str]:
             for r in runs
             if r["num_chains"] == num_chains and "error" not in r
         }
+        only_nuts = [
+            t
+            for t in s["targets"]
+            if (t, "NUTS") in pick
+            and (t, "DilationLangevin") in pick
+            and pick[(t, "NUTS")]["pass"]
+            and not pick[(t, "DilationLangevin")]["pass"]
+        ]
+        if only_nuts:
+            out.append(
+                f"- {num_chains} chains: NUTS passes and DilationLangevin (defaults) does not on "
+                + ", ".join(only_nuts)
+                + "."
+            )
         ratios = [
             (t, pick[(t, "DilationLangevin")]["ess_per_s"] / pick[(t, "NUTS")]["ess_per_s"])
             for t in s["targets"]
@@ -935,6 +949,41 @@ def _summary(result: dict[str, Any]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- command line
+
+
+def merge_records(records: list[dict]) -> dict:
+    """One record from several partial runs (``--chains``/``--targets``/``--samplers``).
+
+    Runs are keyed by (chain count, target, sampler); a later record's run
+    replaces an earlier one's.  Settings list the union, in the suite's order.
+    """
+    runs: dict[tuple, dict] = {}
+    for record in records:
+        for r in record["runs"]:
+            runs[(r["num_chains"], r["target"], r["sampler"])] = r
+    full = _default_settings(quick=False)
+    settings = dict(records[-1]["settings"])
+    for key in ("targets", "samplers", "num_chains"):
+        present = {v for record in records for v in record["settings"][key]}
+        settings[key] = [v for v in full[key] if v in present]
+    settings["dims"] = {t: TARGETS[t].dim for t in settings["targets"]}
+    settings["references"] = {t: TARGETS[t].reference for t in settings["targets"]}
+    merged = dict(records[-1])
+    merged.update(
+        settings=settings,
+        runs=sorted(
+            runs.values(),
+            key=lambda r: (
+                full["num_chains"].index(r["num_chains"]),
+                full["targets"].index(r["target"]),
+                full["samplers"].index(r["sampler"]),
+            ),
+        ),
+        wall_time_s=sum(record["wall_time_s"] for record in records),
+        command="; ".join(record["command"] for record in records),
+        complete=all(record.get("complete", False) for record in records),
+    )
+    return merged
 
 
 def _record(settings: dict, runs: list, start: float, quick: bool, complete: bool) -> dict:
@@ -964,7 +1013,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chains", type=int, nargs="+", help="only these chain counts (4, 64)")
     parser.add_argument("--targets", nargs="+", help="only these targets")
     parser.add_argument("--samplers", nargs="+", help="only these samplers")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", help="merge these partial results into --out, run nothing"
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        merged = merge_records([json.loads(p.read_text()) for p in args.merge])
+        args.out.write_text(json.dumps(merged, indent=1, default=_jsonable) + "\n")
+        return
     if not _flag_set():
         # re-execute with the flag before JAX creates its backend
         os.execvpe(sys.executable, [sys.executable, "-m", "benchmarks.hard_geometry", *sys.argv[1:]], _child_env())
