@@ -99,6 +99,9 @@ class DilationState(NamedTuple):
     ensemble : numpyro_dilation.ensemble.EnsembleState or None
         Population-move settings and statistics (``ensemble=True`` only).  In
         ensemble mode ``rng_key`` is one key for the whole ensemble.
+    convergence : numpyro_dilation.convergence.ConvergenceState or None
+        Running sums for the online convergence checks, kept up to date by the
+        kernel (:mod:`numpyro_dilation.convergence`); ``None`` turns them off.
     """
 
     i: jax.Array
@@ -119,6 +122,7 @@ class DilationState(NamedTuple):
     num_anneal_steps: jax.Array
     num_warmup: jax.Array
     ensemble: Any = None
+    convergence: Any = None
 
 
 class DilationSettings(NamedTuple):
