@@ -407,9 +407,10 @@ def warn_if_not_converged(
     first = int(iteration) + 1 - summary.num_draws
     warnings.warn(
         f"DilationLangevin: the chains have not converged over sampling iterations"
-        f" {first}-{int(iteration)} ({chains}): {'; '.join(problems)}.  Run more iterations"
-        " (a longer num_warmup and num_samples), check r_hat and ESS of all the draws"
-        " (numpyro_dilation.check_convergence), or reparametrise the model.",
+        f" {first}-{int(iteration)} ({chains}): {'; '.join(problems)}.  (The kernel sees"
+        " one block of sampling iterations at a time: if the run goes on, its draws as a whole"
+        " may still pass; numpyro_dilation.check_convergence checks them all.)  Run more"
+        " iterations (a longer num_warmup and num_samples) or reparametrise the model.",
         SamplerHealthWarning,
         stacklevel=2,
     )
