@@ -142,8 +142,7 @@ def _check_matrix(value: Any, dense_mass: bool | None, what: str) -> None:
     elif arr.ndim == 2:
         if dense_mass is False:
             raise ValueError(
-                f"A 2-D {what} needs dense_mass=True; pass its diagonal for a diagonal mass"
-                " matrix."
+                f"A 2-D {what} needs dense_mass=True; pass its diagonal for a diagonal mass matrix."
             )
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{what} (dense) must have finite entries.")

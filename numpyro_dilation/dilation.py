@@ -112,6 +112,9 @@ class DilationState(NamedTuple):
     nuts : numpyro.infer.hmc.HMCState or None
         NumPyro's NUTS state (``stationary="nuts"`` only), which takes over at
         ``t = 1`` (:mod:`numpyro_dilation.nuts`).
+    convergence : numpyro_dilation.convergence.ConvergenceState or None
+        Running sums for the online convergence checks, kept up to date by the
+        kernel (:mod:`numpyro_dilation.convergence`); ``None`` turns them off.
     """
 
     i: jax.Array
@@ -134,6 +137,7 @@ class DilationState(NamedTuple):
     num_warmup: jax.Array
     ensemble: Any = None
     nuts: Any = None
+    convergence: Any = None
 
 
 class DilationSettings(NamedTuple):
@@ -479,6 +483,7 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
             num_warmup=state.num_warmup,
             ensemble=state.ensemble,
             nuts=state.nuts,
+            convergence=state.convergence,
         )
         return new_state, move
 

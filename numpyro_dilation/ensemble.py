@@ -684,9 +684,9 @@ def ensemble_step(
 
     before = state
     # the local step maps over chains: the shared ensemble settings stay out of it
-    state = local_step(
-        state._replace(rng_key=random.split(key_chains, n), ensemble=None)
-    )._replace(ensemble=before.ensemble)
+    state = local_step(state._replace(rng_key=random.split(key_chains, n), ensemble=None))._replace(
+        ensemble=before.ensemble
+    )
     local_jump = vmap(metric_norm_sq)(state.adapt_state.whitening, state.y - before.y)
 
     settings = state.ensemble.settings

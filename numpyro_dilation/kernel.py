@@ -24,7 +24,7 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import ParamInfo, initialize_model
 from numpyro.util import identity, is_prng_key
 
-from numpyro_dilation import dilation, ensemble, nuts, path
+from numpyro_dilation import convergence, dilation, ensemble, nuts, path
 from numpyro_dilation._checks import (
     check_continuous_latents,
     check_dimensions,
@@ -369,6 +369,8 @@ class DilationLangevin(MCMCKernel):
             state = vmap(lambda key, params: init_one(key, params))(rng_key, init_params)
         else:
             state = init_one(rng_key, init_params)
+        batch_shape = state.y.shape[:-1]
+        state = state._replace(convergence=convergence.init(size, flat.dtype, batch_shape))
         step = dilation.build_kernel(settings, adapter).step
         if self._stationary == "nuts":
             state, step = self._with_nuts(
@@ -381,6 +383,7 @@ class DilationLangevin(MCMCKernel):
             batched=vectorized,
             check=size > 0,
             check_warmup=num_adapt >= MIN_ADAPT_STEPS,
+            leaves=site_leaves(one_chain_params),
         )
         if self._ensemble:
             state = ensemble.init(state)
@@ -408,8 +411,9 @@ class DilationLangevin(MCMCKernel):
 
     # ------------------------------------------------------------------ internals
 
-    def _sample(self, state, model_args, model_kwargs, step, batched, check, check_warmup):
+    def _sample(self, state, model_args, model_kwargs, step, batched, check, check_warmup, leaves):
         potential_fn = self._current_potential_fn(model_args, model_kwargs)
+        sums = state.convergence
         if self._ensemble:
             _, unravel = ravel_pytree(jax.tree.map(lambda x: x[0], state.z))
             state = ensemble.ensemble_step(
@@ -425,6 +429,8 @@ class DilationLangevin(MCMCKernel):
             state = step(state, potential_fn, batched)
         if check:
             self._check_health(state, batched, check_warmup)
+        if check and sums is not None:
+            state = self._check_convergence(state._replace(convergence=sums), batched, leaves)
         return state
 
     def _with_nuts(
@@ -470,6 +476,30 @@ class DilationLangevin(MCMCKernel):
             )
 
         return state, nuts_step
+
+    def _check_convergence(self, state, batched, leaves):
+        """Add the new position to the window's sums; warn from the host at a window's end."""
+        i, num_anneal, num_warmup = dilation.phases(state, batched)
+        i = i - 1  # the counter has already moved past the iteration just run
+        k, length = convergence.window_position(i, num_anneal, num_warmup, CHECK_EVERY)
+        update = convergence.update
+        if batched:
+            update = vmap(update, in_axes=(0, 0, None, None))
+        # unbatched predicates: real branches, no per-iteration select over the sums
+        sums = jax.lax.cond(
+            k >= 0,
+            lambda c: update(c, state.y, k, length),
+            lambda c: c,
+            state.convergence,
+        )
+        warn = partial(convergence.warn_if_not_converged, leaves=leaves)
+        jax.lax.cond(
+            (k >= 0) & (k == length - 1),
+            lambda c: jax.debug.callback(warn, i >= num_warmup, i, c.count, c.mean, c.m2),
+            lambda c: None,
+            sums,
+        )
+        return state._replace(convergence=sums)
 
     def _check_health(self, state, batched, check_warmup):
         """Warn from the host at the end of warmup and every CHECK_EVERY sampling iterations."""
@@ -527,4 +557,22 @@ class DilationLangevin(MCMCKernel):
         return init_params.z if isinstance(init_params, ParamInfo) else init_params
 
 
-__all__ = ["DilationLangevin", "DilationState", "check_continuous_latents"]
+def site_leaves(params: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """``(name, shape)`` of each leaf of ``params`` in raveling order (to name flat coordinates).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> site_leaves({"theta": np.zeros((2, 3)), "mu": np.zeros(())})
+    (('mu', ()), ('theta', (2, 3)))
+    """
+
+    def name(path) -> str:
+        parts = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+        return ".".join(parts) if parts else "z"
+
+    leaves, _ = jax.tree_util.tree_flatten_with_path(params)
+    return tuple((name(path), tuple(int(n) for n in jnp.shape(leaf))) for path, leaf in leaves)
+
+
+__all__ = ["DilationLangevin", "DilationState", "check_continuous_latents", "site_leaves"]

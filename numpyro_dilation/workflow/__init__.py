@@ -7,6 +7,7 @@ is used.  The modules, from the leaf up (each imports only those above it):
 ===================  ===================================================================
 ``results``          result types, column names, :func:`measure_compile` (compile time),
                      :func:`grad_evals_per_draw` / :func:`count_grad_evals` (gradients)
+``diagnostics``      :func:`check_convergence`: rank-normalised split R-hat and bulk ESS
 ``inference_data``   :func:`to_inference_data`, :class:`WarmupDraws`, extra fields to collect
 ``tables``           the parameter, sampler and mode tables of a comparison
 ``plots``            its figures (matplotlib, optional)
@@ -18,6 +19,7 @@ is used.  The modules, from the leaf up (each imports only those above it):
 """
 
 from numpyro_dilation.workflow.comparison import Comparison, compare, compare_example
+from numpyro_dilation.workflow.diagnostics import ConvergenceCheck, check_convergence
 from numpyro_dilation.workflow.examples import EXAMPLES, Example, get_example
 from numpyro_dilation.workflow.inference_data import (
     DILATION_EXTRA_FIELDS,
@@ -40,9 +42,11 @@ __all__ = [
     "EXAMPLES",
     "HMC_EXTRA_FIELDS",
     "Comparison",
+    "ConvergenceCheck",
     "Example",
     "Timing",
     "WarmupDraws",
+    "check_convergence",
     "compare",
     "compare_example",
     "count_grad_evals",

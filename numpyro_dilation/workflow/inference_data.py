@@ -45,7 +45,9 @@ import jax
 import numpy as np
 import xarray as xr
 
+from numpyro_dilation.health import SamplerHealthWarning
 from numpyro_dilation.kernel import DilationLangevin
+from numpyro_dilation.workflow.diagnostics import check_convergence as run_convergence_check
 from numpyro_dilation.workflow.results import grad_evals_per_draw
 
 #: Extra fields to collect from a :class:`~numpyro_dilation.DilationLangevin` run
@@ -349,7 +351,9 @@ def _warmup_groups(idata, warmup: WarmupDraws, kernel, thinning: int) -> dict[st
     }
 
 
-def to_inference_data(mcmc, *, warmup: WarmupDraws | None = None, **kwargs: Any):
+def to_inference_data(
+    mcmc, *, warmup: WarmupDraws | None = None, check_convergence: bool = True, **kwargs: Any
+):
     """Convert a NumPyro MCMC run to ArviZ, with the sampler statistics ArviZ expects.
 
     Calls :func:`arviz.from_numpyro` and then fills the ``sample_stats``
@@ -370,6 +374,10 @@ def to_inference_data(mcmc, *, warmup: WarmupDraws | None = None, **kwargs: Any)
         DilationLangevin: the annealing along the dilation path, then the
         adaptation at ``t = 1``).  For HMC and NUTS it also lets ``n_grad_evals``
         count the warmup's gradient evaluations.
+    check_convergence : bool, default True
+        Check the draws with :func:`~numpyro_dilation.check_convergence`
+        (rank-normalised split R-hat at most 1.01 and bulk ESS at least 100 for
+        every parameter) and warn if they fail.
     **kwargs
         Passed on to :func:`arviz.from_numpyro` (``coords``, ``dims``,
         ``log_likelihood``, ``posterior_predictive``...).  ``log_likelihood``
@@ -392,6 +400,9 @@ def to_inference_data(mcmc, *, warmup: WarmupDraws | None = None, **kwargs: Any)
         If the run (or the warmup record) lacks the extra fields behind some of
         the statistics above: what the run has is converted, and the warning
         names the statistics left out and the ``extra_fields`` to collect.
+    SamplerHealthWarning
+        If the draws have not converged (``check_convergence=True``): the warning
+        names the worst parameters with their R-hat and bulk ESS.
 
     Examples
     --------
@@ -447,6 +458,10 @@ def to_inference_data(mcmc, *, warmup: WarmupDraws | None = None, **kwargs: Any)
     if warmup is not None:
         for name, ds in _warmup_groups(idata, warmup, kernel, mcmc.thinning).items():
             _set_group(idata, name, ds)
+    if check_convergence:
+        result = run_convergence_check(mcmc, warn=False)
+        if not result.converged:
+            warnings.warn(result.message, SamplerHealthWarning, stacklevel=2)
     return idata
 
 
