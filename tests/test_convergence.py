@@ -112,9 +112,12 @@ def binomial(data):
 BINOMIAL_DATA = {"n": 5_000_000, "x": 3849}
 
 
+# The default HMC kernel reaches this posterior within the budget (mean 0.000773,
+# sd 1.22e-5 against 0.00077 and 1.2e-5); MALA does not, which is the failure
+# that the checks must report.
 @pytest.fixture(scope="module")
 def binomial_run():
-    mcmc = MCMC(DilationLangevin(binomial), num_warmup=200, num_samples=200, progress_bar=False)
+    mcmc = MCMC(DilationLangevin(binomial, stationary="mala"), num_warmup=200, num_samples=200, progress_bar=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplerHealthWarning)
         mcmc.run(jax.random.PRNGKey(0), BINOMIAL_DATA)
@@ -146,7 +149,7 @@ def model(data):
     p = numpyro.sample("p", dist.Beta(1.0, 1.0))
     numpyro.sample("obs", dist.Binomial(data["n"], p), obs=data["x"])
 
-mcmc = MCMC(DilationLangevin(model), num_warmup=200, num_samples=200, progress_bar=False)
+mcmc = MCMC(DilationLangevin(model, stationary="mala"), num_warmup=200, num_samples=200, progress_bar=False)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", SamplerHealthWarning)
     mcmc.run(jax.random.PRNGKey(0), {"n": 5_000_000, "x": 3849})
@@ -198,7 +201,7 @@ def correlated(x):
 
 @pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
 def test_slow_mixing_is_reported_at_the_sampling_checkpoint(chain_method):
-    kernel = DilationLangevin(potential_fn=correlated, adapt_mass_matrix=False)
+    kernel = DilationLangevin(potential_fn=correlated, adapt_mass_matrix=False, stationary="mala")
     mcmc = MCMC(
         kernel,
         num_warmup=200,
