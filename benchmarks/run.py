@@ -2,12 +2,12 @@
 
 Usage::
 
-    python -m benchmarks.run SUITE [--quick] [--out PATH]
+    python -m benchmarks.run SUITE [SUITE ...] [--quick] [--out PATH]
 
 ``SUITE`` is one of :data:`SUITES` or ``all``.  A single suite writes
 ``benchmarks/results/SUITE.json`` by default (``benchmarks/results/quick/SUITE.json``
-with ``--quick``, so quick runs never overwrite full results); with ``all``,
-``--out`` names a directory that receives one ``SUITE.json`` per suite.  The
+with ``--quick``, so quick runs never overwrite full results); with ``all`` or several
+suites, ``--out`` names a directory that receives one ``SUITE.json`` per suite.  The
 layout of the JSON is documented in ``benchmarks/README.md``.
 """
 
@@ -95,20 +95,22 @@ def default_out(name: str, quick: bool) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
-    parser.add_argument("suite", choices=(*SUITES, "all"))
+    parser.add_argument("suite", nargs="+", choices=(*SUITES, "all"), help="one or more suites")
     parser.add_argument("--quick", action="store_true", help="tiny version (for tests)")
-    parser.add_argument("--out", type=Path, help="JSON file (one suite) or directory (all suites)")
+    parser.add_argument(
+        "--out", type=Path, help="JSON file (one suite) or directory (several suites, or all)"
+    )
     args = parser.parse_args(argv)
-    names = SUITES if args.suite == "all" else (args.suite,)
+    several = "all" in args.suite or len(args.suite) > 1
+    names = SUITES if "all" in args.suite else tuple(dict.fromkeys(args.suite))
     for name in names:
         if args.out is None:
             out = default_out(name, args.quick)
-        elif args.suite == "all":
+        elif several:
             out = args.out / f"{name}.json"
         else:
             out = args.out
         run_suite(name, args.quick, out)
-
 
 if __name__ == "__main__":
     main()
