@@ -328,7 +328,10 @@ def window_adapter(
         # within-chain covariances, averaged: the W of R-hat
         chain0 = jax.tree.map(lambda x: x[0], states)
         metric, ok = new_metric(
-            jnp.mean(position_cov, axis=0), jnp.mean(gradient_cov, axis=0), jnp.sum(n), chain0.metric
+            jnp.mean(position_cov, axis=0),
+            jnp.mean(gradient_cov, axis=0),
+            jnp.sum(n),
+            chain0.metric,
         )
         # the chains share the metric (old and new), each keeps its own curvature
         curvature = carried_curvature(states.curvature, chain0.metric, metric, ok)
@@ -336,9 +339,7 @@ def window_adapter(
         num_chains = n.shape[0]
         return jax.vmap(fresh_window)(
             states._replace(
-                metric=jax.tree.map(
-                    lambda x: jnp.broadcast_to(x, (num_chains,) + x.shape), metric
-                ),
+                metric=jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains,) + x.shape), metric),
                 curvature=curvature,
                 ss_state=jax.tree.map(
                     lambda x: jnp.broadcast_to(x, (num_chains,) + jnp.shape(x)), ss_state

@@ -59,7 +59,9 @@ def test_curvature_is_not_lowered_along_a_move_out_in_a_tail():
     for fn in (quad, tail):
         (u, g), (u_new, g_new) = fn(y), fn(y_new)
         out.append(
-            float(update_curvature(jnp.array(1.0), y, g, y_new, g_new, jnp.ones(2), False, u, u_new))
+            float(
+                update_curvature(jnp.array(1.0), y, g, y_new, g_new, jnp.ones(2), False, u, u_new)
+            )
         )
     assert out[0] < 0.9
     assert out[1] == 1.0
