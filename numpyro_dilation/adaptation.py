@@ -41,6 +41,7 @@ from numpyro_dilation.metric import (
     make_metric,
     metric_norm_sq,
     regularize_covariance,
+    variances,
 )
 from numpyro_dilation.trajectory import TrajectoryState, init_trajectory
 
@@ -276,7 +277,7 @@ def window_adapter(
         (_, position_m2, n), (_, gradient_m2, _) = state.position_state, state.gradient_state
         return position_m2 / (n - 1), gradient_m2 / (n - 1), n
 
-    def metric_from(position_cov, gradient_cov, n, state):
+    def new_metric(position_cov, gradient_cov, n, old):
         cov = gradient_informed_covariance(position_cov, gradient_cov)
         if dense_mass:
             # A dense matrix needs well over d draws: with n ~ d (autocorrelated) draws
@@ -293,10 +294,25 @@ def window_adapter(
         # A degenerate window (a stuck chain) keeps the previous matrix.
         finite = [jnp.all(jnp.isfinite(m)) for m in metric]
         ok = finite[0] & finite[1] & finite[2] & (n > 2)
+        metric = jax.tree.map(lambda new, kept: jnp.where(ok, new, kept), metric, old)
+        return metric, ok
+
+    def carried_curvature(curvature, old, new, ok):
+        # In the new metric a well-estimated posterior has curvature about 1, but
+        # the window may have been spent where the posterior is flatter than in its
+        # bulk (a heavy tail): there its estimate is as wide as the tail, and
+        # resetting L to 1 would widen the annealing step with it.  So L is never
+        # lowered below the running estimate, carried over into the new units
+        # (by the least growth of any coordinate's scale).
+        growth = jnp.min(variances(new.inverse_mass_matrix) / variances(old.inverse_mass_matrix))
+        carried = jnp.maximum(jnp.ones_like(curvature), curvature * growth)
+        return jnp.where(ok & jnp.isfinite(carried), carried, curvature)
+
+    def metric_from(position_cov, gradient_cov, n, state):
+        metric, ok = new_metric(position_cov, gradient_cov, n, state.metric)
         return state._replace(
-            metric=jax.tree.map(lambda new, old: jnp.where(ok, new, old), metric, state.metric),
-            # In the new metric a well-estimated posterior has curvature about 1.
-            curvature=jnp.where(ok, jnp.ones_like(state.curvature), state.curvature),
+            metric=metric,
+            curvature=carried_curvature(state.curvature, state.metric, metric, ok),
             ss_state=ss_init(jnp.log(10.0) + jnp.log(state.step_size)),
         )
 
@@ -311,18 +327,22 @@ def window_adapter(
         position_cov, gradient_cov, n = jax.vmap(window_covariances)(states)
         # within-chain covariances, averaged: the W of R-hat
         chain0 = jax.tree.map(lambda x: x[0], states)
-        shared = metric_from(
-            jnp.mean(position_cov, axis=0), jnp.mean(gradient_cov, axis=0), jnp.sum(n), chain0
+        metric, ok = new_metric(
+            jnp.mean(position_cov, axis=0),
+            jnp.mean(gradient_cov, axis=0),
+            jnp.sum(n),
+            chain0.metric,
         )
+        # the chains share the metric (old and new), each keeps its own curvature
+        curvature = carried_curvature(states.curvature, chain0.metric, metric, ok)
+        ss_state = ss_init(jnp.log(10.0) + jnp.log(chain0.step_size))
         num_chains = n.shape[0]
         return jax.vmap(fresh_window)(
             states._replace(
-                metric=jax.tree.map(
-                    lambda x: jnp.broadcast_to(x, (num_chains,) + x.shape), shared.metric
-                ),
-                curvature=jnp.broadcast_to(shared.curvature, states.curvature.shape),
+                metric=jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains,) + x.shape), metric),
+                curvature=curvature,
                 ss_state=jax.tree.map(
-                    lambda x: jnp.broadcast_to(x, (num_chains,) + jnp.shape(x)), shared.ss_state
+                    lambda x: jnp.broadcast_to(x, (num_chains,) + jnp.shape(x)), ss_state
                 ),
             )
         )
@@ -373,7 +393,27 @@ def restart_dual_averaging(state: AdaptState, step_size) -> AdaptState:
     return state._replace(step_size=step_size, ss_state=ss_init(jnp.log(10.0) + jnp.log(step_size)))
 
 
-def update_curvature(curvature, y, grad, y_new, grad_new, whitening, diverging):
+#: Largest departure of the potential from its quadratic model along a move, in
+#: nats and divided by the dimension, for which the curvature estimate may be
+#: lowered (see :func:`update_curvature`).
+RESOLVED_ENERGY = 1.0
+
+
+def cubic_error(potential, grad, potential_new, grad_new, delta):
+    """How far the potential departs from a quadratic along a move, in nats.
+
+    ``U(y') - U(y) - (g + g') . (y' - y) / 2``: the trapezoid rule is exact for a
+    quadratic potential (a Gaussian, at any scale), so what is left is the
+    third-order part, ``-1/12`` of the change of the curvature along the move
+    times the squared length.  It is scale free: a Student-t tail seen from
+    radius ``r`` with steps of size ``r`` leaves the same error at every ``r``.
+    """
+    return potential_new - potential - 0.5 * jnp.dot(grad + grad_new, delta)
+
+
+def update_curvature(
+    curvature, y, grad, y_new, grad_new, whitening, diverging, potential=None, potential_new=None
+):
     """Track the curvature ``L`` of the potential from the secant along a move.
 
     ``(g' - g) . (y' - y) / |y' - y|^2`` in the sampler's metric needs no extra
@@ -383,6 +423,19 @@ def update_curvature(curvature, y, grad, y_new, grad_new, whitening, diverging):
     slowly, so that the annealing step errs towards stability.  A divergent
     proposal quadruples ``L`` instead: its secant measures the curvature wherever
     the step landed (often a flat, far-away region), not where the chain is.
+
+    With the potentials at both ends, ``L`` is lowered only along moves on which
+    the potential is still quadratic to within ``RESOLVED_ENERGY / d`` nats
+    (:func:`cubic_error`).  Locally a heavy (Student-t) tail at radius ``r``
+    looks like a Gaussian of scale ``r / sqrt(nu + d)``: its secant falls as
+    ``1 / r^2``, the step ``1 / L`` grows as ``r^2`` and moves the chain by about
+    ``r``, farther out, where the potential is flatter still, without end (every
+    chain left for radius 1e3-1e4 on a 10-D Student-t mixture).  Such moves
+    leave a cubic error of several nats whatever ``r``, where on a Gaussian
+    there is none, so the step stops growing before it outruns the tail.  The
+    tolerance falls with ``d``: the error of a move grows about as ``d``, and
+    the largest relative step at which Langevin still returns from a tail,
+    ``2 nu / (nu + d)``, falls as ``1 / d``.
     """
     delta = y_new - y
     grad_delta = grad_new - grad
@@ -395,6 +448,16 @@ def update_curvature(curvature, y, grad, y_new, grad_new, whitening, diverging):
         jnp.linalg.norm(grad_delta) > noise * (jnp.linalg.norm(grad) + jnp.linalg.norm(grad_new))
     ) & (jnp.linalg.norm(delta) > noise * (jnp.linalg.norm(y) + jnp.linalg.norm(y_new)))
     log_ratio = jnp.where(jnp.isfinite(log_ratio) & resolved, log_ratio, 0.0)
+    if potential is not None:
+        error = cubic_error(potential, grad, potential_new, grad_new, delta)
+        rounding = noise * (
+            jnp.abs(potential)
+            + jnp.abs(potential_new)
+            + jnp.abs(jnp.dot(grad, delta))
+            + jnp.abs(jnp.dot(grad_new, delta))
+        )
+        quadratic = jnp.abs(error) <= RESOLVED_ENERGY / jnp.size(y) + rounding
+        log_ratio = jnp.where((log_ratio < 0) & ~quadratic, 0.0, log_ratio)
     # Up by at most 10x a step: a proposal flung far out measures the curvature out
     # there, not here, and one such secant must not freeze the chain.
     step = jnp.where(log_ratio > 0, jnp.minimum(log_ratio, jnp.log(10.0)), 0.05 * log_ratio)
@@ -411,9 +474,11 @@ __all__ = [
     "MIN_ADAPT_STEPS",
     "MIN_ANNEAL_STEPS",
     "MIN_DRAWS_PER_DIM",
+    "RESOLVED_ENERGY",
     "AdaptState",
     "WindowAdapter",
     "adaptation_windows",
+    "cubic_error",
     "restart_dual_averaging",
     "running_mean",
     "short_warmup_message",

@@ -331,6 +331,8 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
             move.proposal_grad,
             adapt.whitening,
             move.diverging,
+            state.potential_energy - path.log_normalizer(state.y.size, state.t),
+            move.proposal_potential,
         )
         adapt = adapt._replace(curvature=jnp.where(annealing, curvature, adapt.curvature))
         adapt = adapter.update(

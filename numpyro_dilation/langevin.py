@@ -47,6 +47,8 @@ class LangevinMove(NamedTuple):
     proposal, proposal_grad : array
         The proposal and the potential's gradient there, whether accepted or not
         (adaptation learns from rejected proposals too).
+    proposal_potential : float
+        The potential at the proposal.
     """
 
     y: jax.Array
@@ -56,6 +58,7 @@ class LangevinMove(NamedTuple):
     diverging: jax.Array
     proposal: jax.Array
     proposal_grad: jax.Array
+    proposal_potential: jax.Array
 
 
 def langevin_proposal(
@@ -182,6 +185,7 @@ def langevin_move(
         diverging=diverging,
         proposal=proposal,
         proposal_grad=grad_new,
+        proposal_potential=pe_new,
     )
 
 

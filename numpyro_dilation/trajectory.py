@@ -65,6 +65,8 @@ class TrajectoryMove(NamedTuple):
         Non-finite energy, or an energy error above the bound.
     proposal, proposal_grad : array
         End of the trajectory and the gradient there, accepted or not.
+    proposal_potential : float
+        The potential at the end of the trajectory.
     proposal_velocity : array
         ``P r`` at the end of the trajectory (what ChEES differentiates along).
     num_steps : int
@@ -78,6 +80,7 @@ class TrajectoryMove(NamedTuple):
     diverging: jax.Array
     proposal: jax.Array
     proposal_grad: jax.Array
+    proposal_potential: jax.Array
     proposal_velocity: jax.Array
     num_steps: jax.Array
 
@@ -211,6 +214,7 @@ def hmc_move(
         diverging=diverging,
         proposal=proposal,
         proposal_grad=jnp.where(finite, end.z_grad, grad),
+        proposal_potential=jnp.where(finite, end.potential_energy, potential_energy),
         proposal_velocity=jnp.where(finite, precondition(inverse_mass_matrix, end.r), 0.0),
         num_steps=jnp.asarray(num_steps, jnp.result_type(int)),
     )
