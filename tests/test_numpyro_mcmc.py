@@ -325,13 +325,6 @@ def test_change_point_x64():
             assert samples[name].dtype == jnp.float64
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="A known hard case for the annealing: with NumPyro's 200 + 200 iterations the chain"
-    " is still travelling towards p ~ 7.7e-4 (posterior sd ~ 1.2e-5, far from the centre"
-    " p = 0.5) when warmup ends; measured posterior means 0.0133 (logits) and 0.0057 (probs)"
-    " against 0.00077, at rtol 0.05.",
-)
 @pytest.mark.parametrize("with_logits", [True, False])
 def test_binomial_stable_x64(with_logits):
     # https://github.com/pyro-ppl/pyro/issues/1706: p far from the centre, tiny posterior sd
