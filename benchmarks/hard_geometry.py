@@ -653,11 +653,11 @@ SAMPLERS: dict[str, Callable[..., Outcome]] = {
     "ChEES-HMC": chees_hmc,
 }
 SAMPLER_LABELS = {
-    "DilationLangevin": "DilationLangevin (defaults: HMC after the annealing)",
-    "DilationLangevin (MALA)": "DilationLangevin, stationary='mala'",
-    "DilationLangevin (NUTS)": "DilationLangevin, stationary='nuts'",
+    "DilationLangevin": "Dilation (default, hmc)",
+    "DilationLangevin (MALA)": "Dilation (mala)",
+    "DilationLangevin (NUTS)": "Dilation (nuts)",
     "NUTS": "NUTS",
-    "ChEES-HMC": "BlackJAX ChEES-HMC",
+    "ChEES-HMC": "ChEES-HMC (BlackJAX)",
 }
 
 # ----------------------------------------------------------------------------- measuring

@@ -41,6 +41,15 @@ numpyro, jax, jaxlib, blackjax, arviz, numpy, python), `machine` (platform,
 processor, cpu_count, jax_backend, jax_devices), `command`, `wall_time_s`,
 the suite's `settings` and its `runs` (one object of figures per run); see
 `benchmarks/README.md` for the fields of each suite.
+
+**Which kernel each section measured.**  HMC with a ChEES-tuned trajectory
+length became the default stationary kernel after the posteriordb,
+multimodal, ensemble_cost, overhead and scaling results below were recorded:
+those sections measured the former default, single-step MALA (now
+`stationary="mala"`).  The hard_geometry section measures the current
+defaults, beside `stationary="nuts"`, NumPyro's NUTS and BlackJAX's ChEES-HMC;
+on the six near-Gaussian posteriordb regressions the MALA-era ESS/s ratios over
+NUTS do **not** carry over to hard posteriors.
 """
 
 
