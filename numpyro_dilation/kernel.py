@@ -186,10 +186,16 @@ class DilationLangevin(MCMCKernel):
     ...     numpyro.sample("x", dist.Normal(0.0, 1.0).expand([3]))
     >>> mcmc = MCMC(DilationLangevin(model), num_warmup=200, num_samples=200,
     ...             progress_bar=False)
-    >>> mcmc.run(jax.random.PRNGKey(0), extra_fields=("t", "num_grad_evals"))
+    >>> mcmc.run(jax.random.PRNGKey(0), extra_fields=("t", "num_grad_evals", "num_steps"))
     >>> mcmc.get_samples()["x"].shape
     (200, 3)
-    >>> int(mcmc.get_extra_fields()["num_grad_evals"][-1])  # one per iteration, plus init
+    >>> fields = mcmc.get_extra_fields()
+    >>> bool(fields["num_steps"].min() >= 1)  # leapfrog steps of each HMC iteration
+    True
+    >>> mala = MCMC(DilationLangevin(model, stationary="mala"), num_warmup=200,
+    ...             num_samples=200, progress_bar=False)
+    >>> mala.run(jax.random.PRNGKey(0), extra_fields=("num_grad_evals",))
+    >>> int(mala.get_extra_fields()["num_grad_evals"][-1])  # one per iteration, plus init
     401
     """
 

@@ -365,7 +365,8 @@ def compare(
     >>> from numpyro_dilation import DilationLangevin, compare
     >>> def model():
     ...     numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]))
-    >>> result = compare(model, samplers={"dilation": DilationLangevin(model, eps=0.5)},
+    >>> kernel = DilationLangevin(model, eps=0.5, stationary="mala")
+    >>> result = compare(model, samplers={"dilation": kernel},
     ...                  num_warmup=100, num_samples=100, num_chains=2)
     >>> result.samplers.loc["dilation", "grad_evals"]  # 2 chains x (1 + 100 + 100)
     np.float64(402.0)
