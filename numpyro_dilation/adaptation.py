@@ -304,7 +304,9 @@ def window_adapter(
         # resetting L to 1 would widen the annealing step with it.  So L is never
         # lowered below the running estimate, carried over into the new units
         # (by the least growth of any coordinate's scale).
-        growth = jnp.min(variances(new.inverse_mass_matrix) / variances(old.inverse_mass_matrix))
+        ratio = variances(new.inverse_mass_matrix) / variances(old.inverse_mass_matrix)
+        # initial: a model with no latent sites has nothing to rescale (L is kept)
+        growth = jnp.min(ratio, initial=jnp.inf)
         carried = jnp.maximum(jnp.ones_like(curvature), curvature * growth)
         return jnp.where(ok & jnp.isfinite(carried), carried, curvature)
 
@@ -456,7 +458,7 @@ def update_curvature(
             + jnp.abs(jnp.dot(grad, delta))
             + jnp.abs(jnp.dot(grad_new, delta))
         )
-        quadratic = jnp.abs(error) <= RESOLVED_ENERGY / jnp.size(y) + rounding
+        quadratic = jnp.abs(error) <= RESOLVED_ENERGY / max(jnp.size(y), 1) + rounding
         log_ratio = jnp.where((log_ratio < 0) & ~quadratic, 0.0, log_ratio)
     # Up by at most 10x a step: a proposal flung far out measures the curvature out
     # there, not here, and one such secant must not freeze the chain.
