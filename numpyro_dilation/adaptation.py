@@ -174,17 +174,41 @@ def adaptation_windows(num_anneal_steps: int, num_warmup: int) -> tuple[np.ndarr
     estimate that the sampling phase will use.
     """
     ends, estimates = [], []
-    for offset, length in (
-        (0, num_anneal_steps),
-        (num_anneal_steps, num_warmup - num_anneal_steps),
+    for offset, length, stationary in (
+        (0, num_anneal_steps, False),
+        (num_anneal_steps, num_warmup - num_anneal_steps, True),
     ):
         if length <= 0:
             continue
-        windows = build_adaptation_schedule(length)
-        for k, window in enumerate(windows):
-            ends.append(offset + window.end)
+        windows = [(w.start, w.end) for w in build_adaptation_schedule(length)]
+        if stationary:
+            windows = _with_terminal_buffer(windows, length)
+        for k, (_, end) in enumerate(windows):
+            ends.append(offset + end)
             estimates.append(0 < k < len(windows) - 1)
     return np.asarray(ends), np.asarray(estimates)
+
+
+#: Iterations of step-size adaptation alone that end the warmup, at least.  Dual
+#: averaging restarts at every new metric and its first iterates overshoot (10x
+#: and more); Stan's 10% of a short warmup (2 iterations of 25) would end the
+#: warmup on an overshoot, with every later HMC proposal rejected.
+MIN_TERMINAL_BUFFER = 20
+
+#: The shortest metric window worth estimating from; below it the stationary
+#: phase keeps the metric the annealing estimated.
+MIN_METRIC_WINDOW = 20
+
+
+def _with_terminal_buffer(windows: list, length: int) -> list:
+    # Stan's schedule is (buffer, window, buffer) below 150 iterations, with a
+    # 50-iteration final buffer from there on
+    if len(windows) != 3 or length - windows[-1][0] >= MIN_TERMINAL_BUFFER:
+        return windows
+    start = length - MIN_TERMINAL_BUFFER
+    if start - windows[1][0] < MIN_METRIC_WINDOW:
+        return [(0, length - 1)]
+    return [windows[0], (windows[1][0], start - 1), (start, length - 1)]
 
 
 class WindowAdapter(NamedTuple):

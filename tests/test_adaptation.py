@@ -11,6 +11,7 @@ from numpyro_dilation.adaptation import (
     MIN_ADAPT_STEPS,
     MIN_ANNEAL_STEPS,
     MIN_DRAWS_PER_DIM,
+    MIN_TERMINAL_BUFFER,
     adaptation_windows,
     short_warmup_message,
     update_curvature,
@@ -73,6 +74,43 @@ def test_windows_restart_after_the_annealing():
     assert not estimates[0] and not estimates[first_after - 1]
     assert not estimates[first_after] and not estimates[-1]
     assert estimates[1 : first_after - 1].all() and estimates[first_after + 1 : -1].all()
+
+
+@pytest.mark.parametrize("num_warmup", [40, 50, 80, 100, 200, 299, 300, 1000])
+def test_short_warmups_end_with_step_size_adaptation_alone(num_warmup):
+    num_anneal, _ = warmup_phases(num_warmup, None)
+    ends, estimates = adaptation_windows(num_anneal, num_warmup)
+    last_estimate = ends[:-1][estimates[:-1]]
+    if num_warmup - num_anneal >= 2 * MIN_TERMINAL_BUFFER + 6:
+        # the stationary phase estimates its own metric ...
+        assert last_estimate.size and last_estimate[-1] >= num_anneal
+    # ... and leaves dual averaging at least 20 iterations after it
+    if last_estimate.size:
+        assert num_warmup - 1 - last_estimate[-1] >= MIN_TERMINAL_BUFFER
+
+
+def test_fifty_warmup_iterations_leave_a_step_size_that_accepts():
+    """A 2000-observation posterior after 50 warmup iterations (NumPyro's quick checks).
+
+    With Stan's 10% final buffer (2 iterations) dual averaging ended on an
+    overshoot (step 5.8 in the whitened metric) and every draw was rejected.
+    """
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC
+
+    from numpyro_dilation import DilationLangevin
+
+    def model(data):
+        mean = numpyro.sample("mean", dist.Normal(0, 1).mask(False))
+        std = numpyro.sample("std", dist.LogNormal(0, 1).mask(False))
+        numpyro.sample("obs", dist.Normal(mean, std), obs=data)
+
+    data = 1.0 + 2.0 * jax.random.normal(jax.random.PRNGKey(1), (2000,))
+    mcmc = MCMC(DilationLangevin(model), num_warmup=50, num_samples=50, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(2), data, extra_fields=("accept_prob",))
+    assert mcmc.get_extra_fields()["accept_prob"].mean() > 0.5
+    assert np.unique(np.asarray(mcmc.get_samples()["mean"])).size > 25
 
 
 def random_gaussian(d, key, condition=1e4):

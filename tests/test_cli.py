@@ -40,9 +40,14 @@ def test_demo_writes_every_promised_file(tmp_path, capsys):
         "mixture": {"marginals", "pair", "rank", "density", "modes", "annealing"},
         "eight_schools": {"marginals", "pair", "rank", "annealing"},
     }
+    samplers = {
+        "mixture": ("DilationLangevin", "DilationLangevin_ensemble", "NUTS"),
+        "eight_schools": ("DilationLangevin", "NUTS"),
+    }
     for section, names in figures.items():
         assert f"## {section}" in report
-        for sampler in ("DilationLangevin", "NUTS"):
+        assert sorted(p.stem for p in (out / section).glob("*.nc")) == sorted(samplers[section])
+        for sampler in samplers[section]:
             idata = az.from_netcdf(str(out / section / f"{sampler}.nc"))
             assert {"lp", "acceptance_rate", "step_size", "diverging", "n_grad_evals"} <= set(
                 idata.sample_stats.data_vars

@@ -94,7 +94,11 @@ def test_nan_inf_and_minus_inf_regions_are_never_entered():
     assert np.all(np.isfinite(mcmc.get_extra_fields()["accept_prob"]))
     assert mcmc.get_extra_fields()["diverging"].sum() > 0
     assert health == []
-    truth = [stats.truncnorm(-np.inf, 0.5), stats.truncnorm(-0.3, np.inf), stats.truncnorm(-2.0, np.inf)]
+    truth = [
+        stats.truncnorm(-np.inf, 0.5),
+        stats.truncnorm(-0.3, np.inf),
+        stats.truncnorm(-2.0, np.inf),
+    ]
     for j, frozen in enumerate(truth):
         assert_matches(x[..., j], frozen)
 
@@ -222,7 +226,9 @@ def heavy_tail_potential(x):
 
 def test_improper_posteriors_run_to_the_end_with_finite_draws():
     flat, _ = run(DilationLangevin(flat_model), num_chains=2)
-    heavy, _ = run(DilationLangevin(potential_fn=heavy_tail_potential), jnp.zeros((2, 2)), num_chains=2)
+    heavy, _ = run(
+        DilationLangevin(potential_fn=heavy_tail_potential), jnp.zeros((2, 2)), num_chains=2
+    )
     for mcmc in (flat, heavy):
         x = np.asarray(jax.tree.leaves(mcmc.get_samples())[0])
         assert np.all(np.isfinite(x))
@@ -288,7 +294,9 @@ def test_ill_conditioned_diagonal_gaussian_with_diagonal_metric():
     def potential(x):
         return 0.5 * jnp.sum((x / ILL_SCALES) ** 2)
 
-    mcmc, health = run(DilationLangevin(potential_fn=potential, dense_mass=False), jnp.zeros((4, 10)))
+    mcmc, health = run(
+        DilationLangevin(potential_fn=potential, dense_mass=False), jnp.zeros((4, 10))
+    )
     x = draws_of(mcmc)
     assert health == [] and mcmc.get_extra_fields()["diverging"].sum() == 0
     assert_mean_close(x, np.zeros(10), ILL_SCALES)
@@ -301,7 +309,9 @@ def test_ill_conditioned_correlated_gaussian_with_dense_metric():
     eigenvalues = 10.0 ** np.linspace(-3, 3, 10)
     precision = jnp.asarray((rotation / eigenvalues) @ rotation.T, jnp.float32)
 
-    mcmc, health = run(DilationLangevin(potential_fn=lambda x: 0.5 * x @ precision @ x), jnp.zeros((4, 10)))
+    mcmc, health = run(
+        DilationLangevin(potential_fn=lambda x: 0.5 * x @ precision @ x), jnp.zeros((4, 10))
+    )
     x = draws_of(mcmc)
     assert health == [] and mcmc.get_extra_fields()["diverging"].sum() == 0
     along = x @ rotation  # coordinates along the eigenvectors, independent N(0, eigenvalue)

@@ -181,8 +181,10 @@ class _Progress:
             self._bar.close()
 
 
-def _stages(example, runs, plots: bool) -> int:
-    per_run = 2 * 2 + (1 if example.annealing_chains else 0) + (1 if plots else 0) + 1
+def _stages(example, runs, plots: bool, num_chains: int | None) -> int:
+    chains = num_chains or example.num_chains
+    num_samplers = len(example.samplers(example.model, chains)) if example.samplers else 2
+    per_run = num_samplers * 2 + (1 if example.annealing_chains else 0) + (1 if plots else 0) + 1
     return per_run * len(runs)
 
 
@@ -280,7 +282,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except MissingDependencyError as err:
         parser.error(str(err))
 
-    total = sum(_stages(example, runs, not args.no_plots) for example, runs in planned)
+    total = sum(
+        _stages(example, runs, not args.no_plots, args.num_chains) for example, runs in planned
+    )
     progress = _Progress(total, enabled=not args.quiet)
     start = time.perf_counter()
     try:

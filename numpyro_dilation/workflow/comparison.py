@@ -494,15 +494,17 @@ def compare_example(
     """
     if isinstance(example, str):
         example = get_example(example)
+    chains = num_chains or example.num_chains
     out = []
     for run in runs if runs is not None else example.runs():
         out.append(
             compare(
                 example.model,
                 *run.args,
+                samplers=example.samplers(example.model, chains) if example.samplers else None,
                 num_warmup=num_warmup or example.num_warmup,
                 num_samples=num_samples or example.num_samples,
-                num_chains=num_chains or example.num_chains,
+                num_chains=chains,
                 seed=seed,
                 mode_fn=example.mode_fn,
                 reference=run.reference,

@@ -38,6 +38,9 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
+from numpyro.infer import NUTS
+
+from numpyro_dilation.kernel import DilationLangevin
 
 
 class MissingDependencyError(ImportError):
@@ -98,6 +101,10 @@ class Example:
         the model's (empty: one comparison).
     requires : tuple of str
         Optional packages the example's data need (import names).
+    samplers : callable, optional
+        ``samplers(model, num_chains) -> dict`` of name to kernel: the samplers
+        compared (default :func:`~numpyro_dilation.compare`'s, DilationLangevin
+        and NUTS).
     """
 
     name: str
@@ -114,6 +121,7 @@ class Example:
     annealing_chains: int | None = None
     sweep: tuple[tuple[str, dict], ...] = ()
     requires: tuple[str, ...] = field(default=())
+    samplers: Callable[[Callable, int], dict] | None = None
 
     def check_available(self) -> None:
         """Raise :class:`MissingDependencyError` if an optional package is missing."""
@@ -422,6 +430,16 @@ def _tempered_reference(y, w=1.0):
 
 # ---------------------------------------------------------------- registry
 
+
+def _with_ensemble(model: Callable, num_chains: int) -> dict:
+    # ensemble mode is what weighs the modes right: shown beside the default kernel
+    # (it needs at least 4 vectorised chains)
+    samplers = {"DilationLangevin": DilationLangevin(model)}
+    if num_chains >= 4:
+        samplers["DilationLangevin (ensemble)"] = DilationLangevin(model, ensemble=True)
+    return {**samplers, "NUTS": NUTS(model)}
+
+
 EXAMPLES: dict[str, Example] = {
     e.name: e
     for e in (
@@ -430,9 +448,11 @@ EXAMPLES: dict[str, Example] = {
             title="2-D mixture of four Gaussians with weights 0.1, 0.2, 0.3, 0.4",
             description=(
                 "Four well-separated modes. Each NUTS chain stays in the mode it starts in;"
-                " DilationLangevin's annealing spreads its chains over the modes. Compare the"
-                " fraction of draws per mode with the weights, and how many modes each chain"
-                " visited. The reference is 20000 exact draws."
+                " DilationLangevin's annealing spreads its chains over the modes, and with"
+                " ensemble=True population moves carry chains between modes, so that the"
+                " fraction of draws per mode matches the weights. Compare those fractions"
+                " with the weights, and how many modes each chain visited. The reference is"
+                " 20000 exact draws."
             ),
             model=mixture_model,
             data=lambda: ((), {}),
@@ -441,6 +461,7 @@ EXAMPLES: dict[str, Example] = {
             num_samples=500,
             mode_fn=mixture_mode,
             reference=lambda *a, **kw: _mixture_reference(),
+            samplers=_with_ensemble,
         ),
         Example(
             name="ring",
