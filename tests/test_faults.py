@@ -180,23 +180,23 @@ def test_steep_quartic_started_sixty_scales_away():
 
 
 def test_too_short_warmup_on_the_quartic_names_the_stuck_chains():
-    """With 100 warmup iterations the chains have not arrived when warmup ends.
+    """With 80 warmup iterations the chains have not arrived when warmup ends.
 
     They then never accept a move (every proposal is divergent); the check after
     1000 sampling iterations names exactly the stuck chains.
     """
     # MALA: the HMC default reaches the quartic's bulk even within this warmup, so
-    # the fault (chains stuck far out) bites only with the single-step kernel; 200
-    # warmup iterations are already enough for MALA since the heavy-tail fix
+    # the fault (chains stuck far out) bites only with the single-step kernel, and
+    # only for some warmup lengths (80 here; 100 and 200 are already enough)
     kernel = DilationLangevin(potential_fn=quartic, center=jnp.full(4, 3.0), stationary="mala")
-    mcmc, health = run(kernel, jnp.zeros((4, 4)), num_warmup=100, num_samples=1000)
+    mcmc, health = run(kernel, jnp.zeros((4, 4)), num_warmup=80, num_samples=1000)
     x = draws_of(mcmc)
     assert np.all(np.isfinite(x))
     accept = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["accept_prob"])
     stuck = np.flatnonzero(accept[:, -100:].mean(1) < 0.05).tolist()
     assert stuck  # the fault did bite
     assert len(health) == 1, health
-    assert "before iteration 1100 is below 0.05" in health[0]
+    assert "before iteration 1080 is below 0.05" in health[0]
     assert f"for chain(s) {stuck}" in health[0]
 
 
@@ -207,7 +207,7 @@ def test_too_short_warmup_on_the_quartic_names_the_stuck_chains():
 )
 def test_stuck_chains_are_reported_in_a_run_shorter_than_1000_draws():
     kernel = DilationLangevin(potential_fn=quartic, center=jnp.full(4, 3.0), stationary="mala")
-    mcmc, health = run(kernel, jnp.zeros((4, 4)), num_warmup=100, num_samples=999)
+    mcmc, health = run(kernel, jnp.zeros((4, 4)), num_warmup=80, num_samples=999)
     accept = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["accept_prob"])
     assert np.any(accept.mean(1) < 0.05)  # chains that never move ...
     assert health, "... and no SamplerHealthWarning"
