@@ -160,7 +160,7 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
         "## ensemble_iteration: wall time of an ensemble iteration",
         "",
         (
-            f"Four-mode Gaussian mixtures (weights 0.1-0.4), DilationLangevin with its defaults"
+            f"Four-mode Gaussian mixtures (weights 0.1-0.4), DilationLangevin with its defaults (HMC)"
             f" and with `ensemble=True`, {s['num_chains']} vectorised chains from the origin,"
             f" {s['num_warmup']} warmup + {s['num_samples']} draws, seed {s['seed']}.  Seconds"
             f" per sampling iteration (all chains), median of {s['repeats']} interleaved runs,"
