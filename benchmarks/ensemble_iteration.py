@@ -142,7 +142,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         a, b = rows
         print(
             f"  d={dim}: s/iter {a['sample_s_per_iter'] * 1e3:.2f} /"
-            f" {b['sample_s_per_iter'] * 1e3:.2f} ms (x{b['sample_s_per_iter'] / a['sample_s_per_iter']:.2f}), grads/chain/iter"
+            f" {b['sample_s_per_iter'] * 1e3:.2f} ms"
+            f" (x{b['sample_s_per_iter'] / a['sample_s_per_iter']:.2f}), grads/chain/iter"
             f" {a['grads_per_chain_per_iter']:.2f} / {b['grads_per_chain_per_iter']:.2f},"
             f" TV {a['tv']:.3f} / {b['tv']:.3f}, compile {a['compile_s']:.1f} /"
             f" {b['compile_s']:.1f} s",
@@ -161,7 +162,8 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
         "",
         (
             "Four-mode Gaussian mixtures (weights 0.1-0.4), DilationLangevin with its"
-            f" defaults (HMC) and with `ensemble=True`, {s['num_chains']} vectorised chains from the origin,"
+            f" defaults (HMC) and with `ensemble=True`, {s['num_chains']} vectorised chains"
+            " from the origin,"
             f" {s['num_warmup']} warmup + {s['num_samples']} draws, seed {s['seed']}.  Seconds"
             f" per sampling iteration (all chains), median of {s['repeats']} interleaved runs,"
             " compilation excluded; gradients per chain and sampling iteration; TV of the"
