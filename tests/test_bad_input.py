@@ -352,6 +352,7 @@ def valid_combinations(draw):
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+@pytest.mark.integration
 @given(valid_combinations())
 def test_every_valid_combination_runs(combination):
     kernel_kwargs, mcmc_kwargs = combination

@@ -77,6 +77,7 @@ def _run_and_report(tmp_path, suites):
             assert (docs / line.split("](")[1].rstrip(")")).exists(), line
 
 
+@pytest.mark.integration
 def test_quick_suites_and_report(tmp_path):
     _run_and_report(tmp_path, DEFAULT_SUITES)
 

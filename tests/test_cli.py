@@ -28,6 +28,7 @@ def run_main(argv):
         return exit.code
 
 
+@pytest.mark.integration
 def test_demo_writes_every_promised_file(tmp_path, capsys):
     out = tmp_path / "report"
     argv = ["demo", *TINY, "--out", str(out)] + ([] if HAVE_MATPLOTLIB else ["--no-plots"])

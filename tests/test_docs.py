@@ -19,6 +19,7 @@ def python_blocks(page: Path) -> list[str]:
     return FENCE.findall(page.read_text())
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p)], ids=lambda p: p.name)
 def test_page_snippets_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # snippets that write files write them here

@@ -617,6 +617,7 @@ def check_chain_jit_args_smoke(chain_method, compile_args):
     assert mcmc.get_samples()["p_latent"].shape == (10, 3)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("chain_method", ["sequential", "parallel", "vectorized"])
 @pytest.mark.parametrize("compile_args", [False, True])
 def test_chain_jit_args_smoke(chain_method, compile_args):

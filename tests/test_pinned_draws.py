@@ -111,6 +111,7 @@ def host_fingerprint() -> dict:
     return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "simd": simd}
 
 
+@pytest.mark.integration
 def test_same_seed_gives_the_pinned_draws_bitwise():
     pinned = np.load(PINNED)
     meta = json.loads(str(pinned["__meta__"]))

@@ -165,6 +165,7 @@ def test_continuing_with_another_key_gives_other_draws(config):
     assert np.all(np.isfinite(runs["other_key"]["mu"]))
 
 
+@pytest.mark.integration
 def test_same_draws_and_pickled_runs_in_a_fresh_interpreter(tmp_path):
     """A fresh interpreter reruns the seeded run and carries on from the pickles.
 
