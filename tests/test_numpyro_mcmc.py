@@ -45,9 +45,10 @@ from .conftest import run_python
 TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 X64 = "JAX_ENABLE_X64" in os.environ
 
-#: The few tests that take over 20 s each on a 2-core machine run in the slow tier
-#: (``-m slow``), with NumPyro's budgets unchanged; the rest run by default.
-slow = pytest.mark.slow
+#: The few tests that take over 20 s each on a 2-core machine run in the
+#: integration tier (``-m integration``, which CI runs), with NumPyro's budgets
+#: unchanged; the rest run by default.
+slow = pytest.mark.integration
 
 
 def run_on_two_devices(func_name, **kwargs):
