@@ -27,7 +27,15 @@ from typing import Any
 
 from benchmarks.common import SCHEMA_VERSION
 
-SUITES = ("posteriordb", "hard_geometry", "multimodal", "ensemble_cost", "overhead", "scaling")
+SUITES = (
+    "posteriordb",
+    "hard_geometry",
+    "multimodal",
+    "ensemble_cost",
+    "ensemble_iteration",
+    "overhead",
+    "scaling",
+)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PACKAGES = ("numpyro_dilation", "numpyro", "jax", "jaxlib", "blackjax", "arviz", "numpy")
 
@@ -111,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             out = args.out
         run_suite(name, args.quick, out)
+
 
 if __name__ == "__main__":
     main()

@@ -1,11 +1,16 @@
 """Population moves across vectorised chains (pure functions on arrays).
 
-The chains are split in two halves; each half is updated by Metropolis-Hastings
-moves whose proposals are built from the *other* half only, which is held fixed
-during that update.  Conditionally on the other half, every chain then follows
-an MH kernel that leaves its own target invariant, so the product of the chains'
-targets is invariant (the argument of ter Braak 2006 and of NumPyro's
-``EnsembleSampler``).  Three moves, each accepted with its exact MH ratio:
+The chains are split in two halves; iterations are grouped in blocks of
+:data:`REFIT_INTERVAL`, and in each block one half (the *active* half, the two
+alternating from block to block) is updated by Metropolis-Hastings moves whose
+proposals are built from the *other* half only, which takes local steps only
+during the block.  The other half is clustered once per block and the clusters
+serve every population iteration of the block.  Conditionally on the other
+half's trajectory over the block, every active chain follows MH kernels that
+leave its own target invariant, so the product of the chains' targets is
+invariant (the argument of ter Braak 2006 and of NumPyro's ``EnsembleSampler``,
+extended to a block in ``docs/ensemble.md``).  Three moves, each accepted with
+its exact MH ratio:
 
 - ``de``: differential evolution with coefficient 1, ``y + (y_j - y_k)`` with
   ``j != k`` drawn from the other half.  The proposal is symmetric.  It hops
@@ -49,13 +54,21 @@ MIN_POPULATION_PROB = 0.05
 #: Weight of the newest value in the warmup's running averages.
 EMA_WEIGHT = 0.05
 #: Population moves run on at least this fraction of iterations once warmup has
-#: seen them carry chains between modes (see :func:`tune_ensemble`).
-MULTIMODAL_POPULATION_PROB = 0.5
+#: seen them carry chains between modes (see :func:`tune_ensemble`).  One half
+#: moves per population iteration, so every chain gets a population move on half
+#: of the iterations, as when both halves moved on half of them.
+MULTIMODAL_POPULATION_PROB = 1.0
 #: Warmup rate of accepted mode jumps (per chain and population iteration) above
 #: which the posterior counts as multimodal.
 MULTIMODAL_MIN_JUMP_RATE = 0.002
 #: Fraction of the annealing after which population moves start.
 POPULATION_START = 1.0
+#: Iterations per block: one half moves during a block, using clusters of the
+#: other half fitted once in the block (at its first population iteration).
+#: Fitting the clusters (k-means++ and Lloyd iterations, a Cholesky factor and its
+#: inverse per cluster) was the largest cost of an ensemble iteration; refitting
+#: once per block spreads it over the block.
+REFIT_INTERVAL = 8
 
 
 class Clusters(NamedTuple):
@@ -75,6 +88,11 @@ class Clusters(NamedTuple):
     chol_inv : array, shape (K_max, d, d)
         Their inverses (computed once per fit, so that evaluating the mixture
         density needs no triangular solve).
+    whitened_centers : array, shape (K_max, d)
+        ``chol_inv[k] @ centers[k]`` (once per fit: the density at a batch of
+        points is then one matrix product).
+    log_det : array, shape (K_max,)
+        Log determinant of each ``chol``.
     scale : array, shape (d,)
         Per-coordinate scale of the distances (the inactive half's spread).
     num_active : int
@@ -85,8 +103,25 @@ class Clusters(NamedTuple):
     log_weights: jax.Array
     chol: jax.Array
     chol_inv: jax.Array
+    whitened_centers: jax.Array
+    log_det: jax.Array
     scale: jax.Array
     num_active: jax.Array
+
+
+class ClusterCache(NamedTuple):
+    """Clusters fitted in the current block, kept until the block ends.
+
+    Attributes
+    ----------
+    clusters : Clusters
+        The other half's clusters, fitted at the block's first population iteration.
+    block : int
+        The block in which they were fitted (a sentinel before the first fit).
+    """
+
+    clusters: Clusters
+    block: jax.Array
 
 
 def _sq_distances(points, centers, num_active):
@@ -95,10 +130,17 @@ def _sq_distances(points, centers, num_active):
 
 
 def nearest(clusters: Clusters, y: jax.Array) -> jax.Array:
-    """Index of the cluster centre nearest to ``y`` in the scaled Euclidean metric."""
-    return jnp.argmin(
-        _sq_distances(y / clusters.scale, clusters.centers / clusters.scale, clusters.num_active)
-    )
+    """Index of the cluster centre nearest to ``y`` (shape ``(..., d)``) in the scaled metric.
+
+    ``|c|^2 - 2 y.c`` is compared instead of ``|y - c|^2`` (the ``|y|^2`` term is
+    common to every centre), so a batch of points costs one matrix product.  Any
+    deterministic rule serves ``translate``, which checks the reverse move with
+    the same function.
+    """
+    c = clusters.centers / clusters.scale
+    score = jnp.sum(c**2, axis=-1) - 2.0 * (y / clusters.scale) @ c.T
+    active = jnp.arange(c.shape[0]) < clusters.num_active
+    return jnp.argmin(jnp.where(active, score, jnp.inf), axis=-1)
 
 
 def kmeans(
@@ -111,19 +153,27 @@ def kmeans(
     Deterministic given the key and the points: it depends on the inactive half only.
     """
     n = points.shape[0]
+    # all the seeding's randomness in one draw (a random op costs more than the
+    # arithmetic of a step here): the first centre, then one uniform per centre
+    # for inverse-CDF sampling from the D^2 weights
+    u = random.uniform(rng_key, (max_clusters,), points.dtype)
+    first = jnp.minimum(jnp.floor(u[0] * n).astype(jnp.int32), n - 1)
     centers = jnp.zeros((max_clusters, points.shape[1]), points.dtype)
-    centers = centers.at[0].set(points[random.randint(rng_key, (), 0, n)])
+    centers = centers.at[0].set(points[first])
 
-    def seed_one(centers, c_key):
-        c, key = c_key
+    def seed_one(centers, c_u):
+        c, u_c = c_u
         d2 = jnp.min(_sq_distances(points, centers, c), axis=-1)
         total = jnp.sum(d2)
-        probs = jnp.where(total > 0, d2 / jnp.where(total > 0, total, 1.0), 1.0 / n)
-        new = points[random.choice(key, n, p=probs)]
-        return jnp.where(c < num_active, centers.at[c].set(new), centers), None
+        # D^2 sampling, or a uniform pick when every point sits on a centre
+        weights = jnp.where(total > 0, d2, 1.0)
+        cdf = jnp.cumsum(weights)
+        # the number of CDF entries at or below the target (a search without a loop)
+        pick = jnp.minimum(jnp.sum(cdf <= u_c * cdf[-1]), n - 1)
+        return jnp.where(c < num_active, centers.at[c].set(points[pick]), centers), None
 
-    keys = random.split(random.fold_in(rng_key, 1), max_clusters - 1)
-    centers, _ = jax.lax.scan(seed_one, centers, (jnp.arange(1, max_clusters), keys))
+    # unrolled: a few dozen small steps, where a loop's per-step cost dominated
+    centers, _ = jax.lax.scan(seed_one, centers, (jnp.arange(1, max_clusters), u[1:]), unroll=True)
 
     def lloyd(centers, _):
         labels = jnp.argmin(_sq_distances(points, centers, num_active), axis=-1)
@@ -132,7 +182,7 @@ def kmeans(
         means = (onehot.T @ points) / jnp.maximum(counts, 1.0)[:, None]
         return jnp.where(counts[:, None] > 0, means, centers), None
 
-    centers, _ = jax.lax.scan(lloyd, centers, None, length=num_iters)
+    centers, _ = jax.lax.scan(lloyd, centers, None, length=num_iters, unroll=True)
     labels = jnp.argmin(_sq_distances(points, centers, num_active), axis=-1)
     return centers, labels
 
@@ -154,6 +204,9 @@ def fit_clusters(
     still has a full-rank proposal.
     """
     n, d = points.shape
+    # never more clusters than slots (a small ensemble has fewer slots than the
+    # first warmup count)
+    num_active = jnp.minimum(num_active, max_clusters)
     if scale is None:
         scale = jnp.std(points, axis=0)
     scale = jnp.where(scale > 0, scale, 1.0)
@@ -172,17 +225,28 @@ def fit_clusters(
     active = jnp.arange(max_clusters) < num_active
     log_weights = jnp.where(active, jnp.log(counts + 0.5) - jnp.log(n + 0.5 * num_active), -jnp.inf)
     chol_inv = jax.vmap(lower_triangular_inverse)(chol)
-    return Clusters(centers, log_weights, chol, chol_inv, scale, num_active)
+    whitened_centers = jnp.einsum("kij,kj->ki", chol_inv, centers)
+    log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    return Clusters(
+        centers, log_weights, chol, chol_inv, whitened_centers, log_det, scale, num_active
+    )
 
 
 def mixture_log_density(clusters: Clusters, y: jax.Array) -> jax.Array:
-    """Log density of the clusters' Gaussian mixture at ``y``."""
-    z = jnp.einsum("kij,kj->ki", clusters.chol_inv, y - clusters.centers)
-    log_det = jnp.sum(jnp.log(jnp.diagonal(clusters.chol, axis1=-2, axis2=-1)), axis=-1)
-    comp = -0.5 * jnp.sum(z**2, -1) - log_det - 0.5 * y.shape[-1] * jnp.log(2 * jnp.pi)
-    return logsumexp(
-        jnp.where(jnp.isfinite(clusters.log_weights), clusters.log_weights + comp, -jnp.inf)
-    )
+    """Log density of the clusters' Gaussian mixture at ``y``, shape ``(..., d) -> (...)``.
+
+    The whitened offsets of every point from every centre come from one matrix
+    product with the stacked inverse factors (a batched per-point product was
+    the slowest part of a population move).
+    """
+    num_slots, d = clusters.centers.shape
+    flat = y.reshape(-1, d)
+    z = (flat @ clusters.chol_inv.reshape(num_slots * d, d).T).reshape(-1, num_slots, d)
+    z = z - clusters.whitened_centers
+    comp = -0.5 * jnp.sum(z**2, -1) - clusters.log_det - 0.5 * d * jnp.log(2 * jnp.pi)
+    log_w = clusters.log_weights
+    out = logsumexp(jnp.where(jnp.isfinite(log_w), log_w + comp, -jnp.inf), axis=-1)
+    return out.reshape(y.shape[:-1])
 
 
 class Proposal(NamedTuple):
@@ -203,31 +267,65 @@ class Proposal(NamedTuple):
     valid: jax.Array
 
 
+def propose_batch(
+    rng_key: jax.Array, moves: jax.Array, y: jax.Array, others: jax.Array, clusters: Clusters
+) -> Proposal:
+    """Proposals of a batch of chains, move ``moves[i]`` (an index into :data:`MOVES`) for ``y[i]``.
+
+    Every move is computed for every chain as whole-batch array operations and
+    the chain's own is selected (a ``vmap`` of a per-chain ``switch`` ran the
+    independence move's per-chain products about ten times slower).
+
+    Parameters
+    ----------
+    rng_key : jax.Array
+        One key for the batch.
+    moves : array of int, shape (m,)
+        Move of each chain.
+    y : array, shape (m, d)
+        Positions of the chains.
+    others : array, shape (n, d)
+        Positions of the other half.
+    clusters : Clusters
+        Clusters of the other half.
+    """
+    m, d = y.shape
+    n_other = others.shape[0]
+    key_int, key_c, key_z = random.split(rng_key, 3)
+    num = clusters.num_active
+    # the integer draws of all chains in one call (few, large random ops are cheaper)
+    spans = jnp.stack([n_other, n_other - 1, jnp.maximum(num - 1, 1)]).astype(jnp.int32)
+    ints = random.randint(key_int, (m, 3), 0, spans)
+    # de: an ordered pair j != k, uniform (two draws, not a permutation per chain)
+    j = ints[:, 0]
+    k = (j + 1 + ints[:, 1]) % n_other
+    y_de = y + others[j] - others[k]
+    # translate: from the nearest centre a to another centre b, valid if y' is nearest to b
+    a = nearest(clusters, y)
+    b = (a + 1 + ints[:, 2]) % jnp.maximum(num, 1)
+    y_tr = y + clusters.centers[b] - clusters.centers[a]
+    valid_tr = (nearest(clusters, y_tr) == b) & (num > 1)
+    # independence: a draw from the mixture, with the independence sampler's correction
+    c = random.categorical(key_c, clusters.log_weights, shape=(m,))
+    noise = random.normal(key_z, (m, d), y.dtype)
+    y_ind = clusters.centers[c] + jnp.einsum("mij,mj->mi", clusters.chol[c], noise)
+    log_q = mixture_log_density(clusters, jnp.concatenate([y, y_ind]))
+    correction = log_q[:m] - log_q[m:]
+    is_de, is_tr = moves == 0, moves == 1
+    proposed = jnp.where(is_de[:, None], y_de, jnp.where(is_tr[:, None], y_tr, y_ind))
+    return Proposal(
+        proposed,
+        jnp.where(moves == 2, correction, 0.0).astype(y.dtype),
+        jnp.where(is_tr, valid_tr, True),
+    )
+
+
 def propose(
     rng_key: jax.Array, move: jax.Array, y: jax.Array, others: jax.Array, clusters: Clusters
 ) -> Proposal:
     """Draw the proposal of move ``move`` (an index into :data:`MOVES`) for one chain."""
-    key_de, key_translate, key_comp, key_noise = random.split(rng_key, 4)
-    zero = jnp.zeros((), y.dtype)
-
-    def de(_):
-        j, k = random.choice(key_de, others.shape[0], (2,), replace=False)
-        return Proposal(y + (others[j] - others[k]), zero, jnp.array(True))
-
-    def translate(_):
-        a = nearest(clusters, y)
-        k = clusters.num_active
-        b = (a + random.randint(key_translate, (), 1, jnp.maximum(k, 2))) % jnp.maximum(k, 1)
-        moved = y + clusters.centers[b] - clusters.centers[a]
-        return Proposal(moved, zero, (nearest(clusters, moved) == b) & (k > 1))
-
-    def independence(_):
-        c = random.categorical(key_comp, clusters.log_weights)
-        drawn = clusters.centers[c] + clusters.chol[c] @ random.normal(key_noise, y.shape, y.dtype)
-        correction = mixture_log_density(clusters, y) - mixture_log_density(clusters, drawn)
-        return Proposal(drawn, correction, jnp.array(True))
-
-    return jax.lax.switch(move, (de, translate, independence), None)
+    batch = propose_batch(rng_key, jnp.reshape(move, (1,)), y[None], others, clusters)
+    return jax.tree.map(lambda x: x[0], batch)
 
 
 class Chains(NamedTuple):
@@ -322,15 +420,17 @@ class EnsembleStats(NamedTuple):
 
 
 class EnsembleState(NamedTuple):
-    """Ensemble-mode part of the sampler's state: shared settings and per-chain statistics.
+    """Ensemble-mode part of the sampler's state: shared settings, per-chain statistics
+    and the current block's clusters.
 
-    The attributes below the two fields read per chain, so that NumPyro's
+    The attributes below the three fields read per chain, so that NumPyro's
     ``extra_fields`` (``"ensemble.move_probs"``, ``"ensemble.num_mode_jumps"``,
     ...) collect one row per chain like every other field.
     """
 
     settings: EnsembleSettings
     stats: EnsembleStats
+    cache: ClusterCache
 
     def _per_chain(self, value):
         n = self.stats.num_mode_jumps.shape[0]
@@ -378,8 +478,33 @@ class EnsembleState(NamedTuple):
         return self.stats.num_accepted / jnp.where(proposals > 0, proposals, jnp.nan)
 
 
-def init_ensemble_state(num_chains: int, dtype) -> EnsembleState:
-    """Untuned ensemble state: every move equally likely, population moves every iteration."""
+def max_clusters_for(num_chains: int) -> int:
+    """Static number of cluster slots: the largest count usable with ``num_chains``."""
+    return CLUSTER_CANDIDATES[max_cluster_candidate(num_chains)]
+
+
+def empty_cache(max_clusters: int, dim: int, dtype) -> ClusterCache:
+    """A cache holding no clusters (every block's first population iteration refits)."""
+    int_dtype = jnp.result_type(int)
+    eye = jnp.broadcast_to(jnp.eye(dim, dtype=dtype), (max_clusters, dim, dim))
+    clusters = Clusters(
+        centers=jnp.zeros((max_clusters, dim), dtype),
+        log_weights=jnp.full(max_clusters, -jnp.inf, dtype),
+        chol=eye,
+        chol_inv=eye,
+        whitened_centers=jnp.zeros((max_clusters, dim), dtype),
+        log_det=jnp.zeros(max_clusters, dtype),
+        scale=jnp.ones(dim, dtype),
+        num_active=jnp.zeros((), int_dtype),
+    )
+    return ClusterCache(clusters, jnp.array(jnp.iinfo(int_dtype).min, int_dtype))
+
+
+def init_ensemble_state(num_chains: int, dtype, dim: int) -> EnsembleState:
+    """Untuned ensemble state: every move equally likely, population moves every iteration.
+
+    ``dim`` is the number of (flat) coordinates, which sizes the cluster cache.
+    """
     int_dtype = jnp.result_type(int)
     settings = EnsembleSettings(
         move_probs=jnp.full(len(MOVES), 1.0 / len(MOVES), dtype),
@@ -396,15 +521,15 @@ def init_ensemble_state(num_chains: int, dtype) -> EnsembleState:
         num_accepted=jnp.zeros((num_chains, len(MOVES)), int_dtype),
         num_mode_jumps=jnp.zeros(num_chains, int_dtype),
     )
-    return EnsembleState(settings, stats)
+    return EnsembleState(settings, stats, empty_cache(max_clusters_for(num_chains), dim, dtype))
 
 
 def init(state: DilationState) -> DilationState:
     """Ensemble-mode state from a batch of chain states: one key, untuned settings."""
-    n = state.y.shape[0]
+    n, d = state.y.shape
     return state._replace(
         rng_key=random.fold_in(state.rng_key[0], n),
-        ensemble=init_ensemble_state(n, state.y.dtype),
+        ensemble=init_ensemble_state(n, state.y.dtype, d),
     )
 
 
@@ -418,6 +543,7 @@ def population_update(
     *,
     scale: jax.Array | None = None,
     max_clusters: int = max(CLUSTER_CANDIDATES),
+    clusters: Clusters | None = None,
 ) -> PopulationUpdate:
     """Update one half of the chains with proposals built from the other half.
 
@@ -440,15 +566,21 @@ def population_update(
         the inactive half only); the inactive half's spread by default.
     max_clusters : int
         Static upper bound on ``settings.num_clusters``.
+    clusters : Clusters, optional
+        Clusters of the inactive half, already fitted (they must not depend on
+        the active half: see ``docs/ensemble.md``); fitted here from ``others``
+        (with ``scale`` and ``max_clusters``) when not given.
     """
-    key_fit, key_move, key_prop, key_accept = random.split(rng_key, 4)
+    key_fit, key_u, key_prop = random.split(rng_key, 3)
     y, potential_energy, grad = active
     m = y.shape[0]
-    clusters = fit_clusters(key_fit, others, max_clusters, settings.num_clusters, scale)
-    moves = random.categorical(key_move, jnp.log(settings.move_probs), shape=(m,))
-    proposals = vmap(propose, in_axes=(0, 0, 0, None, None))(
-        random.split(key_prop, m), moves, y, others, clusters
-    )
+    if clusters is None:
+        clusters = fit_clusters(key_fit, others, max_clusters, settings.num_clusters, scale)
+    # one uniform draw serves the acceptance test and, through the Gumbel-max
+    # trick, the choice of move
+    u = random.uniform(key_u, (m, 1 + len(MOVES)), y.dtype, minval=jnp.finfo(y.dtype).tiny)
+    moves = jnp.argmax(jnp.log(settings.move_probs) - jnp.log(-jnp.log(u[:, 1:])), axis=-1)
+    proposals = propose_batch(key_prop, moves, y, others, clusters)
     pe_new, grad_new = vmap(potential_and_grad)(proposals.y)
     log_ratio = potential_energy - pe_new + proposals.log_correction
     ok = (
@@ -459,7 +591,7 @@ def population_update(
         & ~jnp.isnan(log_ratio)
     )
     accept_prob = jnp.where(ok, jnp.exp(jnp.minimum(jnp.where(ok, log_ratio, 0.0), 0.0)), 0.0)
-    accepted = random.uniform(key_accept, (m,), y.dtype) < accept_prob
+    accepted = u[:, 0] < accept_prob
     new_y = jnp.where(accepted[:, None], proposals.y, y)
     jump = jnp.where(accepted, vmap(chain_norm_sq)(jnp.arange(m), new_y - y), 0.0)
     return PopulationUpdate(
@@ -489,7 +621,11 @@ class IterationSummary(NamedTuple):
     cluster_jump : float
         Mean squared jump of this iteration's cluster moves (:data:`CLUSTER_MOVES`).
     mode_jump_fraction : float
-        Fraction of chains whose population move was an accepted mode jump.
+        Fraction of the moved chains whose population move was an accepted mode jump.
+    clusters_used : int
+        Cluster count of the clusters the moves used (fitted in this block).
+    refit : bool
+        Whether the clusters were fitted this iteration.
     """
 
     local_jump: jax.Array
@@ -498,6 +634,8 @@ class IterationSummary(NamedTuple):
     move_count: jax.Array
     cluster_jump: jax.Array
     mode_jump_fraction: jax.Array
+    clusters_used: jax.Array
+    refit: jax.Array
 
 
 def tune_ensemble(
@@ -519,8 +657,9 @@ def tune_ensemble(
     once warmup has seen mode jumps (a local step's squared jump can exceed that
     of rare mode jumps, yet only the jumps re-weigh the modes, as in 32
     dimensions where the ratio alone fell to the floor and left 0.2 jumps per
-    chain); the cluster count cycles through :data:`CLUSTER_CANDIDATES` and, at
-    the end of warmup, settles on the one whose cluster moves jumped farthest.
+    chain); the cluster count moves on through :data:`CLUSTER_CANDIDATES` at
+    every refit (once per block) and, at the end of warmup, settles on the one
+    whose cluster moves jumped farthest.
 
     Parameters
     ----------
@@ -542,10 +681,12 @@ def tune_ensemble(
     jump_moves = jnp.where(
         seen, settings.jump_moves + w * (mean_move - settings.jump_moves), settings.jump_moves
     )
-    k_idx = jnp.argmax(candidates == settings.num_clusters)
-    old = settings.jump_clusters[k_idx]
-    jump_clusters = settings.jump_clusters.at[k_idx].set(
-        jnp.where(ran, old + w * (summary.cluster_jump - old), old)
+    # the jumps score the count the clusters were fitted with (earlier in the block)
+    used_idx = jnp.argmax(candidates == summary.clusters_used)
+    old = settings.jump_clusters[used_idx]
+    known = ran & jnp.any(candidates == summary.clusters_used)
+    jump_clusters = settings.jump_clusters.at[used_idx].set(
+        jnp.where(known, old + w * (summary.cluster_jump - old), old)
     )
     total = jnp.sum(jump_moves)
     floor = MIN_MOVE_PROB
@@ -569,7 +710,8 @@ def tune_ensemble(
     )
     usable = jnp.arange(len(CLUSTER_CANDIDATES)) <= max_candidate
     best = jnp.argmax(jnp.where(usable, jump_clusters, -jnp.inf))
-    next_idx = (k_idx + 1) % (max_candidate + 1)
+    k_idx = jnp.argmax(candidates == settings.num_clusters)
+    next_idx = jnp.where(summary.refit, (k_idx + 1) % (max_candidate + 1), k_idx)
     num_clusters = jnp.where(final, candidates[best], candidates[next_idx])
     return EnsembleSettings(
         move_probs=move_probs.astype(settings.move_probs.dtype),
@@ -598,69 +740,100 @@ def mode_jump_threshold(d: int):
     return 2 * d + 6 * jnp.sqrt(2.0 * d)
 
 
-def population_moves(
-    rng_key: jax.Array, state: DilationState, settings: EnsembleSettings, potential_and_grad
-) -> tuple[DilationState, tuple]:
-    """Update each half of the chains with proposals built from the other half (exact MH).
+def block_halves(n: int, block: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Indices of the active half and of the other half of ``n`` chains in ``block``.
 
-    Returns the new state and, per chain, the move proposed, its acceptance
-    probability, whether it was accepted and the squared jump.
+    The active half is the ``n // 2`` chains starting at ``block * (n // 2)``
+    (cyclically), the other half the rest: even and odd blocks alternate the
+    two halves, and with an odd ``n`` the odd chain out changes from block to
+    block.  Static sizes, so one traced program serves every block.
+    """
+    half = n // 2
+    offset = (block * half) % n
+    active = (offset + jnp.arange(half)) % n
+    other = (offset + half + jnp.arange(n - half)) % n
+    return active, other
+
+
+def population_moves(
+    rng_key: jax.Array,
+    state: DilationState,
+    settings: EnsembleSettings,
+    cache: ClusterCache,
+    block: jax.Array,
+    potential_and_grad: Callable,
+) -> tuple[DilationState, tuple, ClusterCache, jax.Array]:
+    """Update this block's active half with proposals built from the other half (exact MH).
+
+    The other half's clusters are fitted at the block's first population
+    iteration and reused by the block's later ones: during a block the other
+    half takes local steps only, so neither its positions nor its clusters
+    depend on the active half (see ``docs/ensemble.md``).
+
+    Returns the new state; per chain, whether it was proposed a population move,
+    the move, its acceptance probability, whether it was accepted and the
+    squared jump; the cache; and whether the clusters were fitted now.
     """
     n, d = state.y.shape
-    half = n // 2
     _, unravel = ravel_pytree(jax.tree.map(lambda x: x[0], state.z))
     log_t = path.log_normalizer(d, state.t)
-    key_a, key_b = random.split(rng_key)
-    whitening = state.adapt_state.whitening
-    scales = vmap(variances)(state.adapt_state.inverse_mass_matrix)
-
-    def update(key, idx, other_idx, chains: Chains):
-        def chain_norm_sq(k, delta):
-            return metric_norm_sq(whitening[idx][k], delta)
-
-        # the other half's adapted metric: the scale within a mode
-        scale = jnp.sqrt(jnp.mean(scales[other_idx], axis=0))
-        active = jax.tree.map(lambda x: x[idx], chains)
-        return population_update(
-            key,
-            active,
-            chains.y[other_idx],
-            settings,
-            potential_and_grad,
-            chain_norm_sq,
-            scale=scale,
-        )
-
-    def put(chains: Chains, idx, new: Chains) -> Chains:
-        return jax.tree.map(lambda x, v: x.at[idx].set(v), chains, new)
-
-    first, second = jnp.arange(half), jnp.arange(half, n)
+    key_fit, key_update = random.split(rng_key)
+    idx, other_idx = block_halves(n, block)
     chains = Chains(state.y, state.potential_energy - log_t, state.y_grad)
-    up_a = update(key_a, first, second, chains)
-    chains = put(chains, first, up_a.chains)
-    up_b = update(key_b, second, first, chains)
-    chains = put(chains, second, up_b.chains)
+    others = chains.y[other_idx]
 
-    z = vmap(lambda yy, t, c: unravel(path.from_rescaled(yy, t, c)))(
-        chains.y, state.t, state.center
+    def fit(_):
+        # the other half's adapted metric: the scale within a mode
+        scales = vmap(variances)(state.adapt_state.inverse_mass_matrix[other_idx])
+        scale = jnp.sqrt(jnp.mean(scales, axis=0))
+        num_slots = cache.clusters.centers.shape[0]
+        return fit_clusters(key_fit, others, num_slots, settings.num_clusters, scale)
+
+    refit = cache.block != block
+    clusters = jax.lax.cond(refit, fit, lambda _: cache.clusters, None)
+    whitening = state.adapt_state.whitening[idx]
+
+    def chain_norm_sq(k, delta):
+        return metric_norm_sq(whitening[k], delta)
+
+    up = population_update(
+        key_update,
+        jax.tree.map(lambda x: x[idx], chains),
+        others,
+        settings,
+        potential_and_grad,
+        chain_norm_sq,
+        clusters=clusters,
     )
+    chains = jax.tree.map(lambda x, v: x.at[idx].set(v), chains, up.chains)
+    # only the moved chains' constrained values change
+    z_new = vmap(lambda yy, t, c: unravel(path.from_rescaled(yy, t, c)))(
+        up.chains.y, state.t[idx], state.center[idx]
+    )
+    z = jax.tree.map(lambda x, v: x.at[idx].set(v), state.z, z_new)
     state = state._replace(
         y=chains.y, y_grad=chains.grad, potential_energy=chains.potential_energy + log_t, z=z
     )
-    stats = tuple(
-        jnp.concatenate([a, b])
-        for a, b in zip(
-            (up_a.move, up_a.accept_prob, up_a.accepted, up_a.jump),
-            (up_b.move, up_b.accept_prob, up_b.accepted, up_b.jump),
-        )
+
+    def spread(values, fill):
+        return jnp.full((n,) + values.shape[1:], fill, values.dtype).at[idx].set(values)
+
+    proposed = jnp.zeros(n, bool).at[idx].set(True)
+    stats = (
+        proposed,
+        spread(up.move, 0),
+        spread(up.accept_prob, 0),
+        spread(up.accepted, False),
+        spread(up.jump, 0),
     )
-    return state, stats
+    return state, stats, ClusterCache(clusters, block), refit
 
 
 def _no_population_moves(state: DilationState) -> tuple:
     n = state.y.shape[0]
     zeros = jnp.zeros(n, state.y.dtype)
-    return jnp.zeros(n, jnp.result_type(int)), zeros, jnp.zeros(n, bool), zeros
+    no = jnp.zeros(n, bool)
+    return no, jnp.zeros(n, jnp.result_type(int)), zeros, no, zeros
 
 
 def ensemble_step(
@@ -687,19 +860,23 @@ def ensemble_step(
     state = local_step(state._replace(rng_key=random.split(key_chains, n), ensemble=None))._replace(
         ensemble=before.ensemble
     )
-    local_jump = vmap(metric_norm_sq)(state.adapt_state.whitening, state.y - before.y)
 
+    after_local = state
     settings = state.ensemble.settings
+    cache = state.ensemble.cache
+    # blocks are counted from the end of warmup, so that sampling starts a block
+    # (and refits) with the final settings
+    block = jnp.floor_divide(i - num_warmup, REFIT_INTERVAL).astype(cache.block.dtype)
     start = jnp.floor(POPULATION_START * num_anneal).astype(i.dtype)
     run = (i >= start) & (random.uniform(key_gate) < settings.population_prob)
-    state, (move, accept_prob, accepted, jump) = jax.lax.cond(
+    state, (proposed, move, accept_prob, accepted, jump), cache, refit = jax.lax.cond(
         run,
-        lambda s: population_moves(key_population, s, settings, potential_and_grad),
-        lambda s: (s, _no_population_moves(s)),
+        lambda s: population_moves(key_population, s, settings, cache, block, potential_and_grad),
+        lambda s: (s, _no_population_moves(s), cache, jnp.zeros((), bool)),
         state,
     )
     dtype = state.y.dtype
-    onehot = jax.nn.one_hot(move, len(MOVES), dtype=dtype) * run
+    onehot = jax.nn.one_hot(move, len(MOVES), dtype=dtype) * proposed[:, None]
     mode_jump = accepted & (jump > mode_jump_threshold(state.y.shape[1]))
     stats = state.ensemble.stats
     count_dtype = stats.num_proposals.dtype
@@ -711,23 +888,33 @@ def ensemble_step(
     )
     cluster_mask = jnp.asarray([move_name in CLUSTER_MOVES for move_name in MOVES], dtype)
     cluster_moves = onehot @ cluster_mask
-    summary = IterationSummary(
-        local_jump=jnp.mean(local_jump),
-        ran_population=run,
-        move_jump=jnp.sum(onehot * jump[:, None], axis=0),
-        move_count=jnp.sum(onehot, axis=0),
-        cluster_jump=jnp.sum(cluster_moves * jump) / jnp.maximum(jnp.sum(cluster_moves), 1.0),
-        mode_jump_fraction=jnp.mean(mode_jump.astype(dtype)),
-    )
-    tuned = tune_ensemble(
-        settings, summary, final=i == num_warmup - 1, max_candidate=max_cluster_candidate(n)
-    )
-    # Tune during the warmup at t = 1 only; the settings are frozen afterwards.
+    num_moved = jnp.maximum(jnp.sum(proposed.astype(dtype)), 1.0)
+
+    def tune(settings):
+        local_jump = vmap(metric_norm_sq)(
+            after_local.adapt_state.whitening, after_local.y - before.y
+        )
+        summary = IterationSummary(
+            local_jump=jnp.mean(local_jump),
+            ran_population=run,
+            move_jump=jnp.sum(onehot * jump[:, None], axis=0),
+            move_count=jnp.sum(onehot, axis=0),
+            cluster_jump=jnp.sum(cluster_moves * jump) / jnp.maximum(jnp.sum(cluster_moves), 1.0),
+            mode_jump_fraction=jnp.sum(mode_jump.astype(dtype)) / num_moved,
+            clusters_used=cache.clusters.num_active,
+            refit=refit,
+        )
+        return tune_ensemble(
+            settings, summary, final=i == num_warmup - 1, max_candidate=max_cluster_candidate(n)
+        )
+
+    # Tune during the warmup at t = 1 only; the settings are frozen afterwards
+    # (and the sampling phase skips the tuning's arithmetic).
     tuning = (i >= num_anneal) & (i < num_warmup)
-    settings = jax.tree.map(lambda new, old: jnp.where(tuning, new, old), tuned, settings)
-    grads = state.num_grad_evals + run.astype(state.num_grad_evals.dtype)
+    settings = jax.lax.cond(tuning, tune, lambda settings: settings, settings)
+    grads = state.num_grad_evals + proposed.astype(state.num_grad_evals.dtype)
     return state._replace(
-        rng_key=key, ensemble=EnsembleState(settings, stats), num_grad_evals=grads
+        rng_key=key, ensemble=EnsembleState(settings, stats, cache), num_grad_evals=grads
     )
 
 
@@ -741,7 +928,9 @@ __all__ = [
     "MULTIMODAL_MIN_JUMP_RATE",
     "MULTIMODAL_POPULATION_PROB",
     "POPULATION_START",
+    "REFIT_INTERVAL",
     "Chains",
+    "ClusterCache",
     "Clusters",
     "EnsembleSettings",
     "EnsembleState",
@@ -749,17 +938,21 @@ __all__ = [
     "IterationSummary",
     "PopulationUpdate",
     "Proposal",
+    "block_halves",
+    "empty_cache",
     "ensemble_step",
     "fit_clusters",
     "init",
     "init_ensemble_state",
     "kmeans",
     "max_cluster_candidate",
+    "max_clusters_for",
     "mixture_log_density",
     "mode_jump_threshold",
     "nearest",
     "population_moves",
     "population_update",
     "propose",
+    "propose_batch",
     "tune_ensemble",
 ]

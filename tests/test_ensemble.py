@@ -206,3 +206,59 @@ def test_ensemble_needs_vectorized_chains_and_at_least_four(num_chains, chain_me
 def test_ensemble_argument_must_be_boolean():
     with pytest.raises(TypeError, match="ensemble"):
         DilationLangevin(mixture_1d, ensemble="yes")
+
+
+# ------------------------------------------------------------------ the block schedule
+
+
+@pytest.mark.parametrize("n", [4, 7, 32])
+def test_block_halves_partition_the_chains_and_alternate(n):
+    seen_active = set()
+    for block in range(-3, 5):
+        active, other = (np.asarray(x) for x in population.block_halves(n, jnp.asarray(block)))
+        assert len(active) == n // 2 and len(other) == n - n // 2
+        assert sorted(np.concatenate([active, other]).tolist()) == list(range(n))
+        nxt, _ = population.block_halves(n, jnp.asarray(block + 1))
+        assert not set(active.tolist()) & set(np.asarray(nxt).tolist())  # the halves alternate
+        seen_active |= set(active.tolist())
+    assert seen_active == set(range(n))  # with an odd n every chain gets moved in some block
+
+
+def test_clusters_are_fitted_once_per_block_from_the_other_half():
+    """Within a block the cached clusters are reused; a new block refits on its other half."""
+
+    def potential(x):
+        return mixture_2d_potential(x)
+
+    n = 32
+    kernel = DilationLangevin(potential_fn=potential, ensemble=True)
+    y0 = jnp.asarray(MEANS2[np.arange(n) % 4] + np.random.default_rng(0).normal(size=(n, 2)))
+    state = kernel.init(jax.random.split(jax.random.PRNGKey(5), n), 40, y0, (), {})
+    # structural test: put the chains at spread-out positions in the kernel's coordinates
+    state = state._replace(y=y0.astype(state.y.dtype))
+    ens = state.ensemble
+    settings = ens.settings
+    grad = jax.value_and_grad(potential)
+
+    def moves(key, state, cache, block):
+        return population.population_moves(key, state, settings, cache, block, grad)
+
+    block = jnp.asarray(0, ens.cache.block.dtype)
+    s1, stats1, cache1, refit1 = moves(jax.random.PRNGKey(0), state, ens.cache, block)
+    s2, _, cache2, refit2 = moves(jax.random.PRNGKey(1), s1, cache1, block)
+    assert bool(refit1) and not bool(refit2)
+    jax.tree.map(np.testing.assert_array_equal, cache1.clusters, cache2.clusters)
+    active, other = population.block_halves(n, block)
+    proposed = np.asarray(stats1[0])
+    assert proposed[np.asarray(active)].all() and not proposed[np.asarray(other)].any()
+    # the other half did not move, so its positions (and the clusters) are untouched
+    other = np.asarray(other)
+    np.testing.assert_array_equal(np.asarray(s2.y)[other], np.asarray(state.y)[other])
+    # the fitted centres are the other half's mode groups (in the kernel's coordinates)
+    y_other, label = np.asarray(state.y)[other], (np.arange(n) % 4)[other]
+    groups = np.stack([y_other[label == k].mean(0) for k in range(4)])
+    centers = np.asarray(cache1.clusters.centers)[: int(cache1.clusters.num_active)]
+    spread = np.abs(y_other - groups[label]).max()
+    assert np.min(np.linalg.norm(centers[:, None] - groups, axis=-1), axis=1).max() < spread
+    _, _, cache3, refit3 = moves(jax.random.PRNGKey(2), s2, cache2, block + 1)
+    assert bool(refit3) and int(cache3.block) == 1
