@@ -17,7 +17,8 @@ its exact MH ratio:
   between modes of similar shape, but carries the within-mode noise of two
   chains, so its acceptance falls with dimension.
 - ``translate``: cluster the other half (k-means); move ``y`` from its nearest
-  centre ``mu_a`` to another centre ``mu_b``: ``y + mu_b - mu_a``.  The move is
+  centre ``mu_a`` to another centre ``mu_b``: ``y + mu_b - mu_a`` (the centres
+  averaged over the other half's positions in the block so far).  The move is
   its own inverse when ``y'`` is nearest to ``mu_b`` (otherwise it is rejected),
   its Jacobian is 1, so the MH ratio is ``p(y') / p(y)``.  It keeps the
   within-mode offset, so it works in any dimension for modes of similar shape.
@@ -61,6 +62,10 @@ MULTIMODAL_POPULATION_PROB = 1.0
 #: Warmup rate of accepted mode jumps (per chain and population iteration) above
 #: which the posterior counts as multimodal.
 MULTIMODAL_MIN_JUMP_RATE = 0.002
+#: Fraction of the warmup at t = 1 during which population moves run on every
+#: iteration, whatever their score, so that the tuning judges them on enough
+#: proposals (see :func:`tune_ensemble`).
+EXPLORE_FRACTION = 0.25
 #: Fraction of the annealing after which population moves start.
 POPULATION_START = 1.0
 #: Iterations per block: one half moves during a block, using clusters of the
@@ -95,6 +100,10 @@ class Clusters(NamedTuple):
         Log determinant of each ``chol``.
     scale : array, shape (d,)
         Per-coordinate scale of the distances (the inactive half's spread).
+    within_scale : array, shape (d,)
+        Per-coordinate standard deviation within the clusters (the square root
+        of the pooled within-cluster covariance's diagonal): the yardstick of
+        :func:`is_mode_jump`, free of the distances between modes.
     num_active : int
         Number of clusters in use.
     """
@@ -106,6 +115,7 @@ class Clusters(NamedTuple):
     whitened_centers: jax.Array
     log_det: jax.Array
     scale: jax.Array
+    within_scale: jax.Array
     num_active: jax.Array
 
 
@@ -118,10 +128,17 @@ class ClusterCache(NamedTuple):
         The other half's clusters, fitted at the block's first population iteration.
     block : int
         The block in which they were fitted (a sentinel before the first fit).
+    center_sums, center_counts : array, shapes (K_max, d) and (K_max,)
+        Sums and counts of the other half's positions, each assigned to its
+        nearest fitted centre, over the block's population iterations so far:
+        their ratio is the centres that ``translate`` uses (see
+        :func:`population_moves`).
     """
 
     clusters: Clusters
     block: jax.Array
+    center_sums: jax.Array
+    center_counts: jax.Array
 
 
 def _sq_distances(points, centers, num_active):
@@ -227,8 +244,17 @@ def fit_clusters(
     chol_inv = jax.vmap(lower_triangular_inverse)(chol)
     whitened_centers = jnp.einsum("kij,kj->ki", chol_inv, centers)
     log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    within_scale = jnp.sqrt(jnp.diagonal(pooled) + jitter)
     return Clusters(
-        centers, log_weights, chol, chol_inv, whitened_centers, log_det, scale, num_active
+        centers,
+        log_weights,
+        chol,
+        chol_inv,
+        whitened_centers,
+        log_det,
+        scale,
+        within_scale,
+        num_active,
     )
 
 
@@ -268,7 +294,12 @@ class Proposal(NamedTuple):
 
 
 def propose_batch(
-    rng_key: jax.Array, moves: jax.Array, y: jax.Array, others: jax.Array, clusters: Clusters
+    rng_key: jax.Array,
+    moves: jax.Array,
+    y: jax.Array,
+    others: jax.Array,
+    clusters: Clusters,
+    translate_centers: jax.Array | None = None,
 ) -> Proposal:
     """Proposals of a batch of chains, move ``moves[i]`` (an index into :data:`MOVES`) for ``y[i]``.
 
@@ -288,6 +319,9 @@ def propose_batch(
         Positions of the other half.
     clusters : Clusters
         Clusters of the other half.
+    translate_centers : array, shape (K_max, d), optional
+        Centres for ``translate`` (a function of the other half only; the
+        fitted ``clusters.centers`` by default).
     """
     m, d = y.shape
     n_other = others.shape[0]
@@ -301,10 +335,11 @@ def propose_batch(
     k = (j + 1 + ints[:, 1]) % n_other
     y_de = y + others[j] - others[k]
     # translate: from the nearest centre a to another centre b, valid if y' is nearest to b
-    a = nearest(clusters, y)
+    tr = clusters if translate_centers is None else clusters._replace(centers=translate_centers)
+    a = nearest(tr, y)
     b = (a + 1 + ints[:, 2]) % jnp.maximum(num, 1)
-    y_tr = y + clusters.centers[b] - clusters.centers[a]
-    valid_tr = (nearest(clusters, y_tr) == b) & (num > 1)
+    y_tr = y + tr.centers[b] - tr.centers[a]
+    valid_tr = (nearest(tr, y_tr) == b) & (num > 1)
     # independence: a draw from the mixture, with the independence sampler's correction
     c = random.categorical(key_c, clusters.log_weights, shape=(m,))
     noise = random.normal(key_z, (m, d), y.dtype)
@@ -410,7 +445,8 @@ class EnsembleStats(NamedTuple):
         Cumulative proposals and acceptances of each move type.
     num_mode_jumps : array, shape (n,)
         Cumulative accepted population moves that took the chain farther than
-        two draws of one mode would be apart (a jump between modes).
+        two draws of one mode would be apart (a jump between modes; see
+        :func:`is_mode_jump`).
     """
 
     accept_prob: jax.Array
@@ -495,9 +531,15 @@ def empty_cache(max_clusters: int, dim: int, dtype) -> ClusterCache:
         whitened_centers=jnp.zeros((max_clusters, dim), dtype),
         log_det=jnp.zeros(max_clusters, dtype),
         scale=jnp.ones(dim, dtype),
+        within_scale=jnp.ones(dim, dtype),
         num_active=jnp.zeros((), int_dtype),
     )
-    return ClusterCache(clusters, jnp.array(jnp.iinfo(int_dtype).min, int_dtype))
+    return ClusterCache(
+        clusters,
+        jnp.array(jnp.iinfo(int_dtype).min, int_dtype),
+        jnp.zeros((max_clusters, dim), dtype),
+        jnp.zeros(max_clusters, dtype),
+    )
 
 
 def init_ensemble_state(num_chains: int, dtype, dim: int) -> EnsembleState:
@@ -544,6 +586,7 @@ def population_update(
     scale: jax.Array | None = None,
     max_clusters: int = max(CLUSTER_CANDIDATES),
     clusters: Clusters | None = None,
+    translate_centers: jax.Array | None = None,
 ) -> PopulationUpdate:
     """Update one half of the chains with proposals built from the other half.
 
@@ -570,6 +613,8 @@ def population_update(
         Clusters of the inactive half, already fitted (they must not depend on
         the active half: see ``docs/ensemble.md``); fitted here from ``others``
         (with ``scale`` and ``max_clusters``) when not given.
+    translate_centers : array, optional
+        Centres for ``translate`` (see :func:`propose_batch`).
     """
     key_fit, key_u, key_prop = random.split(rng_key, 3)
     y, potential_energy, grad = active
@@ -580,7 +625,7 @@ def population_update(
     # trick, the choice of move
     u = random.uniform(key_u, (m, 1 + len(MOVES)), y.dtype, minval=jnp.finfo(y.dtype).tiny)
     moves = jnp.argmax(jnp.log(settings.move_probs) - jnp.log(-jnp.log(u[:, 1:])), axis=-1)
-    proposals = propose_batch(key_prop, moves, y, others, clusters)
+    proposals = propose_batch(key_prop, moves, y, others, clusters, translate_centers)
     pe_new, grad_new = vmap(potential_and_grad)(proposals.y)
     log_ratio = potential_energy - pe_new + proposals.log_correction
     ok = (
@@ -644,6 +689,7 @@ def tune_ensemble(
     *,
     final: jax.Array,
     max_candidate: int,
+    exploring: jax.Array = False,
 ) -> EnsembleSettings:
     """One warmup tuning step of the ensemble settings (pure).
 
@@ -671,6 +717,15 @@ def tune_ensemble(
         Last warmup iteration: fix the cluster count.
     max_candidate : int
         Index of the largest usable entry of :data:`CLUSTER_CANDIDATES`.
+    exploring : bool
+        Within the first :data:`EXPLORE_FRACTION` of the warmup at ``t = 1``:
+        population moves run on every iteration.  The running averages start
+        at zero, so without it the first population iteration alone set the
+        probability: right after the annealing, when the chains have not yet
+        settled, its proposals can all be rejected (a Student-t mixture in
+        d = 24: 16 proposals, none accepted), the probability fell to its floor
+        at once, and the rest of the warmup ran population moves on a few
+        iterations only, too few to see a mode jump.
     """
     w = EMA_WEIGHT
     candidates = jnp.asarray(CLUSTER_CANDIDATES)
@@ -708,6 +763,7 @@ def tune_ensemble(
         jnp.maximum(population_prob, MULTIMODAL_POPULATION_PROB),
         population_prob,
     )
+    population_prob = jnp.where(exploring, 1.0, population_prob)
     usable = jnp.arange(len(CLUSTER_CANDIDATES)) <= max_candidate
     best = jnp.argmax(jnp.where(usable, jump_clusters, -jnp.inf))
     k_idx = jnp.argmax(candidates == settings.num_clusters)
@@ -740,6 +796,21 @@ def mode_jump_threshold(d: int):
     return 2 * d + 6 * jnp.sqrt(2.0 * d)
 
 
+def is_mode_jump(clusters: Clusters, delta: jax.Array) -> jax.Array:
+    """Whether moves ``delta`` (shape ``(..., d)``) went farther than two draws of one mode.
+
+    Lengths are measured with the clusters' within-cluster scale, not with the
+    sampler's adapted metric: the latter is estimated from within-chain
+    covariances, which include the chains' own jumps between modes (and, early
+    in the warmup, the annealing's transport), so it stretches along the axes
+    that separate the modes and hides the jumps.  In a Student-t mixture in
+    d = 24 (modes 24 apart, unit scale) it put a jump between the modes at 75
+    against a threshold of 90, and warmup never saw the posterior as multimodal.
+    """
+    d = delta.shape[-1]
+    return jnp.sum((delta / clusters.within_scale) ** 2, axis=-1) > mode_jump_threshold(d)
+
+
 def block_halves(n: int, block: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Indices of the active half and of the other half of ``n`` chains in ``block``.
 
@@ -768,11 +839,14 @@ def population_moves(
     The other half's clusters are fitted at the block's first population
     iteration and reused by the block's later ones: during a block the other
     half takes local steps only, so neither its positions nor its clusters
-    depend on the active half (see ``docs/ensemble.md``).
+    depend on the active half (see ``docs/ensemble.md``).  ``translate`` uses
+    the means of the other half's positions nearest to each fitted centre,
+    pooled over the block's population iterations so far.
 
     Returns the new state; per chain, whether it was proposed a population move,
-    the move, its acceptance probability, whether it was accepted and the
-    squared jump; the cache; and whether the clusters were fitted now.
+    the move, its acceptance probability, whether it was accepted, the squared
+    jump (in the adapted metric) and whether it was a mode jump
+    (:func:`is_mode_jump`); the cache; and whether the clusters were fitted now.
     """
     n, d = state.y.shape
     _, unravel = ravel_pytree(jax.tree.map(lambda x: x[0], state.z))
@@ -791,20 +865,42 @@ def population_moves(
 
     refit = cache.block != block
     clusters = jax.lax.cond(refit, fit, lambda _: cache.clusters, None)
+    # translate's centres: the mean of the other half's positions nearest to each
+    # fitted centre, over every population iteration of the block so far (a
+    # function of the other half's trajectory in the block only).  The other
+    # half's local steps make its later positions fresh draws, so the centres
+    # grow more accurate through the block: with 16 chains in the other half of
+    # a heavy-tailed mixture in d = 24, one position per chain left the centre
+    # difference with a squared error near 20, and most translate moves between
+    # the modes were rejected.
+    onehot = jax.nn.one_hot(
+        nearest(clusters, others), cache.center_counts.shape[0], dtype=others.dtype
+    )
+    keep = jnp.where(refit, 0.0, 1.0).astype(others.dtype)
+    center_sums = keep * cache.center_sums + onehot.T @ others
+    center_counts = keep * cache.center_counts + onehot.sum(0)
+    translate_centers = jnp.where(
+        center_counts[:, None] > 0,
+        center_sums / jnp.maximum(center_counts, 1.0)[:, None],
+        clusters.centers,
+    )
     whitening = state.adapt_state.whitening[idx]
 
     def chain_norm_sq(k, delta):
         return metric_norm_sq(whitening[k], delta)
 
+    active = jax.tree.map(lambda x: x[idx], chains)
     up = population_update(
         key_update,
-        jax.tree.map(lambda x: x[idx], chains),
+        active,
         others,
         settings,
         potential_and_grad,
         chain_norm_sq,
         clusters=clusters,
+        translate_centers=translate_centers,
     )
+    mode_jump = up.accepted & is_mode_jump(clusters, up.chains.y - active.y)
     chains = jax.tree.map(lambda x, v: x.at[idx].set(v), chains, up.chains)
     # only the moved chains' constrained values change
     z_new = vmap(lambda yy, t, c: unravel(path.from_rescaled(yy, t, c)))(
@@ -825,15 +921,16 @@ def population_moves(
         spread(up.accept_prob, 0),
         spread(up.accepted, False),
         spread(up.jump, 0),
+        spread(mode_jump, False),
     )
-    return state, stats, ClusterCache(clusters, block), refit
+    return state, stats, ClusterCache(clusters, block, center_sums, center_counts), refit
 
 
 def _no_population_moves(state: DilationState) -> tuple:
     n = state.y.shape[0]
     zeros = jnp.zeros(n, state.y.dtype)
     no = jnp.zeros(n, bool)
-    return no, jnp.zeros(n, jnp.result_type(int)), zeros, no, zeros
+    return no, jnp.zeros(n, jnp.result_type(int)), zeros, no, zeros, no
 
 
 def ensemble_step(
@@ -869,7 +966,7 @@ def ensemble_step(
     block = jnp.floor_divide(i - num_warmup, REFIT_INTERVAL).astype(cache.block.dtype)
     start = jnp.floor(POPULATION_START * num_anneal).astype(i.dtype)
     run = (i >= start) & (random.uniform(key_gate) < settings.population_prob)
-    state, (proposed, move, accept_prob, accepted, jump), cache, refit = jax.lax.cond(
+    state, (proposed, move, accept_prob, accepted, jump, mode_jump), cache, refit = jax.lax.cond(
         run,
         lambda s: population_moves(key_population, s, settings, cache, block, potential_and_grad),
         lambda s: (s, _no_population_moves(s), cache, jnp.zeros((), bool)),
@@ -877,7 +974,6 @@ def ensemble_step(
     )
     dtype = state.y.dtype
     onehot = jax.nn.one_hot(move, len(MOVES), dtype=dtype) * proposed[:, None]
-    mode_jump = accepted & (jump > mode_jump_threshold(state.y.shape[1]))
     stats = state.ensemble.stats
     count_dtype = stats.num_proposals.dtype
     stats = EnsembleStats(
@@ -905,7 +1001,11 @@ def ensemble_step(
             refit=refit,
         )
         return tune_ensemble(
-            settings, summary, final=i == num_warmup - 1, max_candidate=max_cluster_candidate(n)
+            settings,
+            summary,
+            final=i == num_warmup - 1,
+            max_candidate=max_cluster_candidate(n),
+            exploring=i < num_anneal + EXPLORE_FRACTION * (num_warmup - num_anneal),
         )
 
     # Tune during the warmup at t = 1 only; the settings are frozen afterwards
@@ -922,6 +1022,7 @@ __all__ = [
     "CLUSTER_CANDIDATES",
     "CLUSTER_MOVES",
     "EMA_WEIGHT",
+    "EXPLORE_FRACTION",
     "MIN_MOVE_PROB",
     "MIN_POPULATION_PROB",
     "MOVES",
@@ -944,6 +1045,7 @@ __all__ = [
     "fit_clusters",
     "init",
     "init_ensemble_state",
+    "is_mode_jump",
     "kmeans",
     "max_cluster_candidate",
     "max_clusters_for",
