@@ -38,6 +38,7 @@ from numpyro_dilation import path, trajectory
 from numpyro_dilation.adaptation import (
     AdaptState,
     WindowAdapter,
+    initial_curvature,
     restart_dual_averaging,
     running_mean,
     update_curvature,
@@ -238,6 +239,13 @@ def init(
     pag = flat_potential_and_grad(potential_fn, unravel, settings.forward_mode_differentiation)
     pe, grad = pag(c)
     int_zero = jnp.array(0, dtype=jnp.result_type(int))
+    adapt_state = adapter.init(size, step_size, inverse_mass_matrix, flat.dtype)
+    grads = 1
+    if num_anneal_steps > 0 and size > 0:
+        # the annealing's first step must not be sized for a curvature of 1
+        curvature = initial_curvature(pag, c, grad, adapt_state.metric, adapt_state.curvature)
+        adapt_state = adapt_state._replace(curvature=curvature)
+        grads += 1
     return DilationState(
         i=int_zero,
         z=unravel(c),
@@ -251,9 +259,9 @@ def init(
         mean_accept_prob=jnp.zeros((), flat.dtype),
         recent_accept_prob=jnp.ones((), flat.dtype),
         diverging=jnp.array(False),
-        num_grad_evals=int_zero + 1,
+        num_grad_evals=int_zero + grads,
         num_steps=int_zero,
-        adapt_state=adapter.init(size, step_size, inverse_mass_matrix, flat.dtype),
+        adapt_state=adapt_state,
         rng_key=rng_key,
         num_anneal_steps=int_zero + num_anneal_steps,
         num_warmup=int_zero + num_warmup,

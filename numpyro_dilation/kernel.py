@@ -195,8 +195,8 @@ class DilationLangevin(MCMCKernel):
     >>> mala = MCMC(DilationLangevin(model, stationary="mala"), num_warmup=200,
     ...             num_samples=200, progress_bar=False)
     >>> mala.run(jax.random.PRNGKey(0), extra_fields=("num_grad_evals",))
-    >>> int(mala.get_extra_fields()["num_grad_evals"][-1])  # one per iteration, plus init
-    401
+    >>> int(mala.get_extra_fields()["num_grad_evals"][-1])  # one per iteration, plus 2 at init
+    402
     """
 
     def __init__(

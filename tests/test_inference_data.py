@@ -84,12 +84,12 @@ def test_dilation_groups_and_sample_stats(dilation_run):
     np.testing.assert_allclose(stats["acceptance_rate"], extra["accept_prob"])
     np.testing.assert_array_equal(stats["dilation_level"], 1.0)
     assert stats["diverging"].dtype == bool
-    # one gradient at initialisation and one per leapfrog step (one per MALA move)
+    # two gradients at initialisation (potential, curvature probe), one per leapfrog step
     steps = np.asarray(extra["num_steps"])
     warm_steps = np.asarray(record.extra_fields["num_steps"])
     assert np.all(steps >= 1) and np.all(warm_steps >= 1)
     np.testing.assert_array_equal(
-        stats["n_grad_evals"][:, 0], 1 + warm_steps.sum(axis=1) + steps[:, 0]
+        stats["n_grad_evals"][:, 0], 2 + warm_steps.sum(axis=1) + steps[:, 0]
     )
     np.testing.assert_array_equal(np.diff(stats["n_grad_evals"], axis=1), steps[:, 1:])
     assert np.all((stats["acceptance_rate"] >= 0) & (stats["acceptance_rate"] <= 1))

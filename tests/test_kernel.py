@@ -27,7 +27,9 @@ def normal_model(y=None):
 Y = jnp.asarray(np.random.default_rng(0).normal(3.0, 2.0, size=20))
 
 
-def run(kernel, num_warmup=100, num_samples=50, num_chains=1, chain_method="sequential", **run_kwargs):
+def run(
+    kernel, num_warmup=100, num_samples=50, num_chains=1, chain_method="sequential", **run_kwargs
+):
     mcmc = MCMC(
         kernel,
         num_warmup=num_warmup,
@@ -40,7 +42,16 @@ def run(kernel, num_warmup=100, num_samples=50, num_chains=1, chain_method="sequ
     return mcmc
 
 
-EXTRA = ("potential_energy", "accept_prob", "mean_accept_prob", "step_size", "diverging", "t", "num_grad_evals", "num_steps")
+EXTRA = (
+    "potential_energy",
+    "accept_prob",
+    "mean_accept_prob",
+    "step_size",
+    "diverging",
+    "t",
+    "num_grad_evals",
+    "num_steps",
+)
 
 
 def test_draws_are_constrained_with_deterministic_sites_and_extra_fields():
@@ -55,13 +66,14 @@ def test_draws_are_constrained_with_deterministic_sites_and_extra_fields():
     for name in EXTRA:
         assert fields[name].shape == (50,), name
     np.testing.assert_array_equal(fields["t"], 1.0)
-    # one gradient per leapfrog step (one per annealing step), plus one at initialisation
+    # one gradient per leapfrog step (one per annealing step), plus two at
+    # initialisation (the potential's and the curvature probe's)
     assert np.all(fields["num_steps"] >= 1)
     np.testing.assert_array_equal(np.diff(fields["num_grad_evals"]), fields["num_steps"][1:])
-    assert fields["num_grad_evals"][0] > 50 + 1  # 50 annealing steps, then HMC
+    assert fields["num_grad_evals"][0] > 50 + 2  # 50 annealing steps, then HMC
     mala = run(DilationLangevin(normal_model, stationary="mala"), y=Y, extra_fields=EXTRA)
     np.testing.assert_array_equal(
-        mala.get_extra_fields()["num_grad_evals"], 100 + 1 + np.arange(1, 51)
+        mala.get_extra_fields()["num_grad_evals"], 100 + 2 + np.arange(1, 51)
     )
     assert np.all((fields["accept_prob"] >= 0) & (fields["accept_prob"] <= 1))
     assert isinstance(mcmc.last_state, DilationState)
@@ -90,12 +102,18 @@ def test_other_schedules(schedule):
     mcmc.warmup(jax.random.PRNGKey(1), y=Y, collect_warmup=True, extra_fields=("t",))
     t = np.asarray(mcmc.get_extra_fields()["t"])
     expected = (lambda u: 0.03 + 0.97 * u) if schedule == "linear" else schedule
-    np.testing.assert_allclose(t[:29], [float(expected((k + 1) / 30)) for k in range(29)], rtol=1e-5)
+    np.testing.assert_allclose(
+        t[:29], [float(expected((k + 1) / 30)) for k in range(29)], rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("center", ["init", np.array([3.0, 0.5]), {"mu": 3.0, "sigma": 0.5}])
 def test_centers(center):
-    kernel = DilationLangevin(normal_model, center=center, init_strategy=init_to_value(values={"mu": 3.0, "sigma": np.exp(0.5)}))
+    kernel = DilationLangevin(
+        normal_model,
+        center=center,
+        init_strategy=init_to_value(values={"mu": 3.0, "sigma": np.exp(0.5)}),
+    )
     mcmc = MCMC(kernel, num_warmup=60, num_samples=5, progress_bar=False)
     mcmc.warmup(jax.random.PRNGKey(2), y=Y, collect_warmup=True, extra_fields=("center",))
     fields = mcmc.get_extra_fields()
@@ -141,7 +159,13 @@ def test_same_seed_same_draws_and_chain_methods_agree():
     np.testing.assert_array_equal(a.get_samples()["mu"], b.get_samples()["mu"])
     # vmap rounds differently from a loop, and accept/reject decisions amplify the
     # differences: the chains agree in law, not draw by draw
-    v = run(DilationLangevin(normal_model), num_chains=2, num_samples=300, chain_method="vectorized", y=Y)
+    v = run(
+        DilationLangevin(normal_model),
+        num_chains=2,
+        num_samples=300,
+        chain_method="vectorized",
+        y=Y,
+    )
     assert abs(float(v.get_samples()["mu"].mean() - a.get_samples()["mu"].mean())) < 0.5
 
 
@@ -193,7 +217,12 @@ def test_pickled_mcmc_continues():
 
 def test_potential_fn_with_init_params():
     U = lambda x: 0.5 * jnp.sum((x - 2.0) ** 2)  # noqa: E731
-    mcmc = run(DilationLangevin(potential_fn=U), num_chains=2, init_params=jnp.zeros((2, 3)), num_samples=300)
+    mcmc = run(
+        DilationLangevin(potential_fn=U),
+        num_chains=2,
+        init_params=jnp.zeros((2, 3)),
+        num_samples=300,
+    )
     x = mcmc.get_samples()
     assert x.shape == (600, 3)
     assert abs(float(x.mean()) - 2.0) < 0.3
@@ -207,7 +236,12 @@ def constrained_model():
     numpyro.sample("p", dist.Beta(2.0, 3.0))
     numpyro.sample("u", dist.Uniform(-1.0, 4.0))
     numpyro.sample("w", dist.Dirichlet(jnp.ones(3)))
-    numpyro.sample("cuts", dist.TransformedDistribution(dist.Normal(0, 1).expand([3]), dist.transforms.OrderedTransform()))
+    numpyro.sample(
+        "cuts",
+        dist.TransformedDistribution(
+            dist.Normal(0, 1).expand([3]), dist.transforms.OrderedTransform()
+        ),
+    )
     numpyro.sample("L", dist.LKJCholesky(3, 2.0))
     with numpyro.plate("groups", 4):
         numpyro.sample("scale", dist.LogNormal(0.0, 0.5))
@@ -235,7 +269,9 @@ def factor_mask_scale_model(y, mask):
 def test_factor_mask_and_scale():
     y = jnp.array([2.0, 2.0, 100.0])
     mask = jnp.array([True, True, False])
-    mcmc = run(DilationLangevin(factor_mask_scale_model), num_warmup=200, num_samples=1000, y=y, mask=mask)
+    mcmc = run(
+        DilationLangevin(factor_mask_scale_model), num_warmup=200, num_samples=1000, y=y, mask=mask
+    )
     # exact posterior: N(0, 25) prior x N(1, 1) factor x two halved N(2, 1) terms
     precision = 1 / 25 + 1 + 0.5 * 2
     mean = (1.0 + 0.5 * 2 * 2.0) / precision
@@ -249,7 +285,11 @@ def test_factor_mask_and_scale():
     "kwargs,error,match",
     [
         (dict(), ValueError, "exactly one of `model`.*neither"),
-        (dict(model=normal_model, potential_fn=lambda x: x), ValueError, "exactly one of `model`.*both"),
+        (
+            dict(model=normal_model, potential_fn=lambda x: x),
+            ValueError,
+            "exactly one of `model`.*both",
+        ),
         (dict(model=3), TypeError, "`model` must be callable"),
         (dict(model=normal_model, t_min=0.0), ValueError, "`t_min` must be in the open interval"),
         (dict(model=normal_model, t_min=1.0), ValueError, "`t_min`"),
@@ -259,7 +299,11 @@ def test_factor_mask_and_scale():
         (dict(model=normal_model, step_size=float("nan")), ValueError, "`step_size`"),
         (dict(model=normal_model, eps=0), ValueError, "`eps`"),
         (dict(model=normal_model, alpha=-0.5), ValueError, "`alpha` must be a positive"),
-        (dict(model=normal_model, num_anneal_steps=-1), ValueError, "`num_anneal_steps` must be a non-negative"),
+        (
+            dict(model=normal_model, num_anneal_steps=-1),
+            ValueError,
+            "`num_anneal_steps` must be a non-negative",
+        ),
         (dict(model=normal_model, num_anneal_steps=2.5), TypeError, "`num_anneal_steps`"),
         (dict(model=normal_model, schedule="cosine"), ValueError, "`schedule` must be one of"),
         (dict(model=normal_model, center="mode"), ValueError, "`center` must be 'origin', 'init'"),
@@ -267,7 +311,11 @@ def test_factor_mask_and_scale():
         (dict(model=normal_model, dense_mass="yes"), TypeError, "`dense_mass`"),
         (dict(model=normal_model, dense_mass=[("mu",)]), TypeError, "block structures"),
         (dict(model=normal_model, adjust=1), TypeError, "`adjust` must be True or False"),
-        (dict(model=normal_model, inverse_mass_matrix=np.array([1.0, -1.0])), ValueError, "`inverse_mass_matrix`"),
+        (
+            dict(model=normal_model, inverse_mass_matrix=np.array([1.0, -1.0])),
+            ValueError,
+            "`inverse_mass_matrix`",
+        ),
         (dict(model=normal_model, init_strategy="median"), TypeError, "`init_strategy`"),
     ],
 )
@@ -278,15 +326,24 @@ def test_bad_constructor_arguments(kwargs, error, match):
 
 @pytest.mark.parametrize("num_warmup", [0, 5, 19])
 def test_short_warmup_runs_and_warns_naming_what_is_needed(num_warmup):
-    mcmc = MCMC(DilationLangevin(normal_model), num_warmup=num_warmup, num_samples=10, progress_bar=False)
+    mcmc = MCMC(
+        DilationLangevin(normal_model), num_warmup=num_warmup, num_samples=10, progress_bar=False
+    )
     with pytest.warns(SamplerHealthWarning, match=r"num_warmup=\d+ is short.*num_warmup >= 20"):
         mcmc.run(jax.random.PRNGKey(0), y=Y)
     assert mcmc.get_samples()["mu"].shape == (10,)
 
 
 def test_anneal_steps_longer_than_warmup_are_cut_to_it():
-    mcmc = MCMC(DilationLangevin(normal_model, num_anneal_steps=500), num_warmup=100, num_samples=10, progress_bar=False)
-    with pytest.warns(SamplerHealthWarning, match="cut to 100 of num_anneal_steps=500.*num_warmup >= 510"):
+    mcmc = MCMC(
+        DilationLangevin(normal_model, num_anneal_steps=500),
+        num_warmup=100,
+        num_samples=10,
+        progress_bar=False,
+    )
+    with pytest.warns(
+        SamplerHealthWarning, match="cut to 100 of num_anneal_steps=500.*num_warmup >= 510"
+    ):
         mcmc.run(jax.random.PRNGKey(0), y=Y, extra_fields=("t",))
     # the annealing fills the whole warmup and ends at the target
     assert float(mcmc.get_extra_fields()["t"][0]) == 1.0
@@ -298,25 +355,39 @@ def discrete_model():
 
 
 def test_discrete_latent_site_is_named():
-    mcmc = MCMC(DilationLangevin(discrete_model), num_warmup=100, num_samples=10, progress_bar=False)
+    mcmc = MCMC(
+        DilationLangevin(discrete_model), num_warmup=100, num_samples=10, progress_bar=False
+    )
     with pytest.raises(ValueError, match=r"\['k'\] is discrete.*enumerate"):
         mcmc.run(jax.random.PRNGKey(0))
 
 
 def test_potential_fn_needs_init_params():
-    mcmc = MCMC(DilationLangevin(potential_fn=lambda x: jnp.sum(x**2)), num_warmup=100, num_samples=10, progress_bar=False)
+    mcmc = MCMC(
+        DilationLangevin(potential_fn=lambda x: jnp.sum(x**2)),
+        num_warmup=100,
+        num_samples=10,
+        progress_bar=False,
+    )
     with pytest.raises(ValueError, match="`init_params` must be given"):
         mcmc.run(jax.random.PRNGKey(0))
 
 
 def test_center_of_wrong_size():
-    mcmc = MCMC(DilationLangevin(normal_model, center=np.zeros(3)), num_warmup=100, num_samples=10, progress_bar=False)
+    mcmc = MCMC(
+        DilationLangevin(normal_model, center=np.zeros(3)),
+        num_warmup=100,
+        num_samples=10,
+        progress_bar=False,
+    )
     with pytest.raises(ValueError, match="`center` must have 2 entries"):
         mcmc.run(jax.random.PRNGKey(0), y=Y)
 
 
 def test_nonfinite_centre_is_refused_at_init():
     U = lambda x: jnp.where(jnp.all(x > 0.5), jnp.sum(x**2), jnp.inf)  # noqa: E731
-    mcmc = MCMC(DilationLangevin(potential_fn=U), num_warmup=100, num_samples=10, progress_bar=False)
+    mcmc = MCMC(
+        DilationLangevin(potential_fn=U), num_warmup=100, num_samples=10, progress_bar=False
+    )
     with pytest.raises(ValueError, match="not finite at the dilation centre"):
         mcmc.run(jax.random.PRNGKey(0), init_params=jnp.ones(2))

@@ -50,6 +50,7 @@ X64 = "JAX_ENABLE_X64" in os.environ
 #: unchanged; the rest run by default.
 slow = pytest.mark.integration
 
+
 def run_on_two_devices(func_name, **kwargs):
     """Call this module's ``func_name(**kwargs)`` in a fresh interpreter with two CPU devices."""
     code = (
@@ -170,15 +171,11 @@ def _uniform_normal_model(data, improper=False):
     alpha = numpyro.sample("alpha", dist.Uniform(0, 1))
     base = dist.Uniform(0, 1).mask(False) if improper else dist.Uniform(0, 1)
     with numpyro.handlers.reparam(config={"loc": TransformReparam()}):
-        loc = numpyro.sample(
-            "loc", dist.TransformedDistribution(base, AffineTransform(0, alpha))
-        )
+        loc = numpyro.sample("loc", dist.TransformedDistribution(base, AffineTransform(0, alpha)))
     numpyro.sample("obs", dist.Normal(loc, 0.1), obs=data)
 
 
-@pytest.mark.parametrize(
-    "forward_mode_differentiation", [pytest.param(True, marks=slow), False]
-)
+@pytest.mark.parametrize("forward_mode_differentiation", [pytest.param(True, marks=slow), False])
 def test_uniform_normal(forward_mode_differentiation):
     true_coef = 0.9
     num_warmup, num_samples = 1000, 1000
@@ -388,17 +385,6 @@ def test_prior_with_sample_shape():
 # --------------------------------------------------------------------------- MCMC mechanics
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="With num_warmup=10 (5 annealing, 5 adaptation iterations, below the 10 that dual"
-    " averaging needs) the curvature estimate starts at 1 / step_size = 1 and only"
-    " quadruples per divergent annealing step, reaching 4**5 = 1024, where this"
-    " 2000-observation posterior curves at 5e3-2e4 in log(std): every later proposal is"
-    " rejected (acc. prob 0.00, step size 9.8e-4), both runs repeat the last warmup point"
-    " and draw the same samples."
-    " The kernel warns that num_warmup=10 is short; NumPyro's HMC finds a reasonable step"
-    " size at init (extra gradient evaluations), which DilationLangevin does not do.",
-)
 def test_mcmc_progbar():
     true_mean, true_std = 1.0, 2.0
     num_warmup, num_samples = 10, 10
@@ -558,7 +544,9 @@ def check_chain(use_init_params, chain_method):
 )
 def test_chain(use_init_params, chain_method):
     if chain_method == "parallel":
-        run_on_two_devices("check_chain", use_init_params=use_init_params, chain_method=chain_method)
+        run_on_two_devices(
+            "check_chain", use_init_params=use_init_params, chain_method=chain_method
+        )
     else:
         check_chain(use_init_params, chain_method)
 

@@ -23,7 +23,8 @@ the annealing along the dilation path) as ``warmup_posterior`` and
 ==================  ===================================================================
 
 ``n_grad_evals`` counts from the chain's initialisation: DilationLangevin keeps
-this count itself (``num_grad_evals``: one at initialisation, one per iteration).
+this count itself (``num_grad_evals``: two at initialisation, one for the
+potential and one for the curvature probe, then one per leapfrog step).
 For HMC and NUTS it is the running sum of ``num_steps`` (leapfrog steps, one
 gradient each), plus the warmup's total when the warmup was recorded (see
 :class:`WarmupDraws`); the variable's ``description`` attribute says which.
