@@ -13,6 +13,7 @@ from numpyro_dilation.adaptation import (
     MIN_DRAWS_PER_DIM,
     MIN_TERMINAL_BUFFER,
     adaptation_windows,
+    initial_curvature,
     short_warmup_message,
     update_curvature,
     warmup_phases,
@@ -20,6 +21,7 @@ from numpyro_dilation.adaptation import (
 )
 from numpyro_dilation.metric import (
     gradient_informed_covariance,
+    make_metric,
     mass_matrix_sqrt,
     metric_norm_sq,
     regularize_covariance,
@@ -111,6 +113,21 @@ def test_fifty_warmup_iterations_leave_a_step_size_that_accepts():
     mcmc.run(jax.random.PRNGKey(2), data, extra_fields=("accept_prob",))
     assert mcmc.get_extra_fields()["accept_prob"].mean() > 0.5
     assert np.unique(np.asarray(mcmc.get_samples()["mean"])).size > 25
+
+
+def test_initial_curvature_reads_the_stiff_direction_and_never_lowers():
+    scales = jnp.array([1e-2, 1.0, 10.0])
+    pag = jax.value_and_grad(lambda x: 0.5 * jnp.sum((x / scales) ** 2))
+    y = jnp.array([1.0, 1.0, 1.0])
+    _, grad = pag(y)
+    metric = make_metric(jnp.ones(3))
+    # far out, the gradient points along the stiffest axis: curvature 1e4
+    got = float(initial_curvature(pag, y, grad, metric, jnp.array(1.0)))
+    np.testing.assert_allclose(got, 1e4, rtol=1e-2)
+    # an estimate already above the secant stays; a zero gradient probes nothing
+    assert float(initial_curvature(pag, y, grad, metric, jnp.array(1e6))) == 1e6
+    zero = jnp.zeros(3)
+    assert float(initial_curvature(pag, zero, pag(zero)[1], metric, jnp.array(2.0))) == 2.0
 
 
 def random_gaussian(d, key, condition=1e4):
