@@ -441,6 +441,14 @@ def cubic_error(potential, grad, potential_new, grad_new, delta):
 #: curvature (:func:`initial_curvature`).
 CURVATURE_PROBE = 1e-3
 
+#: The most the probe raises the starting curvature by: as much as one secant
+#: raises it during the annealing (:func:`update_curvature`).  The start may curve
+#: far more than the posterior (a binomial started at p = 0.5 curves 300 times
+#: more than at its posterior, p = 0.00077) and the annealing lowers ``L`` by
+#: only 5% a step, so an unbounded probe left that chain still travelling when a
+#: 200-iteration warmup ended (posterior mean 7% off).
+CURVATURE_PROBE_MAX_RAISE = 10.0
+
 
 def initial_curvature(potential_and_grad: Callable, y, grad, metric, curvature):
     """The curvature ``L`` to start the annealing with: at least ``curvature``.
@@ -450,7 +458,8 @@ def initial_curvature(potential_and_grad: Callable, y, grad, metric, curvature):
     ``1 / step_size`` and climbs only 4x per divergent annealing step: from 1
     to the 2e4 of a 2000-observation posterior takes 8 steps, all rejected,
     more than a 10-iteration warmup anneals for.  ``L`` is only ever raised
-    here: where the potential is flat, lowering it is the annealing's job.
+    here, by at most ``CURVATURE_PROBE_MAX_RAISE``: where the potential is
+    flatter than at the start, lowering it is the annealing's job.
     """
     p = metric.inverse_mass_matrix
     natural = p @ grad if jnp.ndim(p) == 2 else p * grad
@@ -466,7 +475,8 @@ def initial_curvature(potential_and_grad: Callable, y, grad, metric, curvature):
         jnp.linalg.norm(grad) + jnp.linalg.norm(grad_new)
     )
     ok = ok & resolved & jnp.isfinite(secant)
-    return jnp.where(ok, jnp.maximum(curvature, secant), curvature)
+    raised = jnp.clip(secant, curvature, CURVATURE_PROBE_MAX_RAISE * curvature)
+    return jnp.where(ok, raised, curvature)
 
 
 def update_curvature(
@@ -530,6 +540,7 @@ def running_mean(mean: ArrayLike, value: ArrayLike, i: ArrayLike, phase_start: A
 
 __all__ = [
     "CURVATURE_PROBE",
+    "CURVATURE_PROBE_MAX_RAISE",
     "MIN_ADAPT_STEPS",
     "MIN_ANNEAL_STEPS",
     "MIN_DRAWS_PER_DIM",

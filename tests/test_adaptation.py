@@ -115,15 +115,17 @@ def test_fifty_warmup_iterations_leave_a_step_size_that_accepts():
     assert np.unique(np.asarray(mcmc.get_samples()["mean"])).size > 25
 
 
-def test_initial_curvature_reads_the_stiff_direction_and_never_lowers():
+def test_initial_curvature_reads_the_stiff_direction_raises_10x_and_never_lowers():
     scales = jnp.array([1e-2, 1.0, 10.0])
     pag = jax.value_and_grad(lambda x: 0.5 * jnp.sum((x / scales) ** 2))
     y = jnp.array([1.0, 1.0, 1.0])
     _, grad = pag(y)
     metric = make_metric(jnp.ones(3))
     # far out, the gradient points along the stiffest axis: curvature 1e4
-    got = float(initial_curvature(pag, y, grad, metric, jnp.array(1.0)))
+    got = float(initial_curvature(pag, y, grad, metric, jnp.array(1e3)))
     np.testing.assert_allclose(got, 1e4, rtol=1e-2)
+    # raised by at most 10x, as one annealing secant would
+    assert float(initial_curvature(pag, y, grad, metric, jnp.array(1.0))) == 10.0
     # an estimate already above the secant stays; a zero gradient probes nothing
     assert float(initial_curvature(pag, y, grad, metric, jnp.array(1e6))) == 1e6
     zero = jnp.zeros(3)
