@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.run import SUITES
+
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = ("posteriordb", "hard_geometry", "multimodal", "ensemble_cost", "overhead", "scaling")
 METADATA = (
     "schema_version",
     "suite",
