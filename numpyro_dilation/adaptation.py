@@ -450,6 +450,17 @@ CURVATURE_PROBE = 1e-3
 CURVATURE_PROBE_MAX_RAISE = 10.0
 
 
+#: Differences below this many machine epsilons of the values differenced are
+#: taken as rounding error.
+ROUNDING = 64
+
+
+def _resolved(difference, a, b):
+    # a difference at the level of rounding error says nothing about curvature
+    noise = ROUNDING * jnp.finfo(jnp.result_type(a)).eps
+    return jnp.linalg.norm(difference) > noise * (jnp.linalg.norm(a) + jnp.linalg.norm(b))
+
+
 def initial_curvature(potential_and_grad: Callable, y, grad, metric, curvature):
     """The curvature ``L`` to start the annealing with: at least ``curvature``.
 
@@ -469,12 +480,7 @@ def initial_curvature(potential_and_grad: Callable, y, grad, metric, curvature):
     _, grad_new = potential_and_grad(y + delta)
     grad_delta = grad_new - grad
     secant = jnp.dot(grad_delta, delta) / CURVATURE_PROBE**2
-    # differences at the level of rounding error say nothing about curvature
-    noise = 64 * jnp.finfo(jnp.result_type(y)).eps
-    resolved = jnp.linalg.norm(grad_delta) > noise * (
-        jnp.linalg.norm(grad) + jnp.linalg.norm(grad_new)
-    )
-    ok = ok & resolved & jnp.isfinite(secant)
+    ok = ok & _resolved(grad_delta, grad, grad_new) & jnp.isfinite(secant)
     raised = jnp.clip(secant, curvature, CURVATURE_PROBE_MAX_RAISE * curvature)
     return jnp.where(ok, raised, curvature)
 
@@ -511,13 +517,11 @@ def update_curvature(
     log_ratio = jnp.log(jnp.maximum(secant, 1e-3 * curvature)) - jnp.log(curvature)
     # Differences at the level of rounding error say nothing about curvature; fed
     # back they would shrink the step, and with it the differences, without end.
-    noise = 64 * jnp.finfo(jnp.result_type(y)).eps
-    resolved = (
-        jnp.linalg.norm(grad_delta) > noise * (jnp.linalg.norm(grad) + jnp.linalg.norm(grad_new))
-    ) & (jnp.linalg.norm(delta) > noise * (jnp.linalg.norm(y) + jnp.linalg.norm(y_new)))
+    resolved = _resolved(grad_delta, grad, grad_new) & _resolved(delta, y, y_new)
     log_ratio = jnp.where(jnp.isfinite(log_ratio) & resolved, log_ratio, 0.0)
     if potential is not None:
         error = cubic_error(potential, grad, potential_new, grad_new, delta)
+        noise = ROUNDING * jnp.finfo(jnp.result_type(y)).eps
         rounding = noise * (
             jnp.abs(potential)
             + jnp.abs(potential_new)
@@ -547,6 +551,7 @@ __all__ = [
     "MIN_METRIC_WINDOW",
     "MIN_TERMINAL_BUFFER",
     "RESOLVED_ENERGY",
+    "ROUNDING",
     "AdaptState",
     "WindowAdapter",
     "adaptation_windows",
