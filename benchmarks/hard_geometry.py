@@ -684,6 +684,11 @@ def measure(target: Target, sampler: str, num_chains: int, settings: dict, seed:
     r = SAMPLERS[sampler](
         target, key, num_chains, settings["num_warmup"], settings["num_samples"]
     )
+    return figures(target, r, sampler, num_chains)
+
+
+def figures(target: Target, r: Outcome, sampler: str, num_chains: int) -> dict:
+    """The figures of one finished run ``r`` of ``sampler`` on ``target``."""
     moments = target.moments()
     acc = accuracy(r.samples, moments)
     ess = common.min_ess(stan_names(r.samples, moments))
@@ -807,11 +812,11 @@ def _progress_line(row: dict) -> str:
     )
 
 
-def _flag_set() -> bool:
+def flag_set() -> bool:
     return XLA_FLAG in os.environ.get("XLA_FLAGS", "").split()
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["XLA_FLAGS"] = " ".join([*env.get("XLA_FLAGS", "").split(), XLA_FLAG])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
@@ -820,12 +825,17 @@ def _child_env() -> dict[str, str]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Run the suite (see the module docstring); re-executes itself under :data:`XLA_FLAG` if needed."""
-    if _flag_set():
+    if flag_set():
         return _run_here(quick)
+    return run_under_flag("benchmarks.hard_geometry", quick)
+
+
+def run_under_flag(module: str, quick: bool) -> dict[str, Any]:
+    """Run ``python -m module --result FILE [--quick]`` under :data:`XLA_FLAG`; its result."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "hard_geometry.json"
-        command = [sys.executable, "-m", "benchmarks.hard_geometry", "--result", str(out)]
-        subprocess.run(command + (["--quick"] if quick else []), cwd=ROOT, env=_child_env(), check=True)
+        out = Path(tmp) / "result.json"
+        command = [sys.executable, "-m", module, "--result", str(out)]
+        subprocess.run(command + (["--quick"] if quick else []), cwd=ROOT, env=child_env(), check=True)
         return json.loads(out.read_text())
 
 
@@ -1019,27 +1029,27 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.merge:
         merged = merge_records([json.loads(p.read_text()) for p in args.merge])
-        args.out.write_text(json.dumps(merged, indent=1, default=_jsonable) + "\n")
+        args.out.write_text(json.dumps(merged, indent=1, default=jsonable) + "\n")
         return
-    if not _flag_set():
+    if not flag_set():
         # re-execute with the flag before JAX creates its backend
-        os.execvpe(sys.executable, [sys.executable, "-m", "benchmarks.hard_geometry", *sys.argv[1:]], _child_env())
+        os.execvpe(sys.executable, [sys.executable, "-m", "benchmarks.hard_geometry", *sys.argv[1:]], child_env())
     start = time.perf_counter()
 
     def write(settings, runs, complete=False):
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             record = _record(settings, runs, start, args.quick, complete)
-            args.out.write_text(json.dumps(record, indent=1, default=_jsonable) + "\n")
+            args.out.write_text(json.dumps(record, indent=1, default=jsonable) + "\n")
 
     only = {"num_chains": args.chains, "targets": args.targets, "samplers": args.samplers}
     result = _run_here(args.quick, on_row=write, only=only)
     write(result["settings"], result["runs"], complete=True)
     if args.result is not None:
-        args.result.write_text(json.dumps(result, default=_jsonable))
+        args.result.write_text(json.dumps(result, default=jsonable))
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     if hasattr(x, "tolist"):
         return x.tolist()
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")

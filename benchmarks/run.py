@@ -30,6 +30,7 @@ from benchmarks.common import SCHEMA_VERSION
 SUITES = (
     "posteriordb",
     "hard_geometry",
+    "warmup_split",
     "multimodal",
     "ensemble_cost",
     "ensemble_iteration",

@@ -490,18 +490,20 @@ class DilationLangevin(MCMCKernel):
         k, length = convergence.window_position(i, num_anneal, num_warmup, CHECK_EVERY)
         update = convergence.update
         if batched:
-            update = vmap(update, in_axes=(0, 0, None, None))
+            update = vmap(update, in_axes=(0, 0, None, None, 0))
         # unbatched predicates: real branches, no per-iteration select over the sums
         sums = jax.lax.cond(
             k >= 0,
-            lambda c: update(c, state.y, k, length),
+            lambda c: update(c, state.y, k, length, state.diverging),
             lambda c: c,
             state.convergence,
         )
         warn = partial(convergence.warn_if_not_converged, leaves=leaves)
         jax.lax.cond(
             (k >= 0) & (k == length - 1),
-            lambda c: jax.debug.callback(warn, i >= num_warmup, i, c.count, c.mean, c.m2),
+            lambda c: jax.debug.callback(
+                warn, i >= num_warmup, i, c.count, c.mean, c.m2, c.divergences
+            ),
             lambda c: None,
             sums,
         )

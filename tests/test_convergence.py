@@ -41,7 +41,10 @@ def ar1(rng, shape, phi):
 
 
 def online_sums(x, batched=True):
-    """Feed draws ``x`` (chains, n, d) through the kernel's update; the window is the n draws."""
+    """Feed draws ``x`` (chains, n, d) through the kernel's update; the window is the n draws.
+
+    Returns the sums that :func:`summarize` takes: ``(count, mean, m2)``.
+    """
     n = x.shape[1]
 
     def one_chain(draws):
@@ -49,7 +52,7 @@ def online_sums(x, batched=True):
             return online.update(state, draws[k], k, n), None
 
         state, _ = jax.lax.scan(body, online.init(draws.shape[-1], draws.dtype), jnp.arange(n))
-        return state
+        return state.count, state.mean, state.m2
 
     if batched:
         return jax.jit(jax.vmap(one_chain))(jnp.asarray(x, jnp.float32))
@@ -63,7 +66,7 @@ def test_online_split_rhat_equals_numpyro_split_gelman_rubin(num_chains):
     x[..., 1] += np.linspace(0.0, 1.0, 200)  # a drift: R-hat well above 1
     x = x.astype(np.float32).astype(np.float64)
     sums = online_sums(x, batched=num_chains > 1)
-    summary = online.summarize(sums.count, sums.mean, sums.m2)
+    summary = online.summarize(*sums)
     np.testing.assert_allclose(summary.rhat, split_gelman_rubin(x), rtol=2e-5)
     assert summary.num_draws == 200 and summary.num_chains == num_chains
     assert summary.rhat[1] > 1.05
@@ -272,3 +275,33 @@ def test_check_convergence_input_errors():
         check_convergence([1, 2, 3])
     with pytest.warns(SamplerHealthWarning, match="cannot be checked from 3 draws"):
         assert not check_convergence({"x": np.zeros((2, 3))}).converged
+
+
+def walled(x):
+    # a standard normal cut off at 1.5: every trajectory that crosses the wall
+    # meets an infinite potential, a divergent transition
+    return jnp.where(x[0] > 1.5, jnp.inf, 0.5 * jnp.sum(x**2))
+
+
+@pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
+def test_divergent_transitions_while_sampling_are_reported(chain_method):
+    mcmc = MCMC(
+        DilationLangevin(potential_fn=walled),
+        num_warmup=200,
+        num_samples=1000,
+        num_chains=2,
+        chain_method=chain_method,
+        progress_bar=False,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SamplerHealthWarning)
+        mcmc.run(jax.random.PRNGKey(0), init_params=jnp.zeros((2, 2)), extra_fields=("diverging",))
+    num_divergent = int(np.sum(mcmc.get_extra_fields()["diverging"]))
+    assert num_divergent > 0
+    health = [str(w.message) for w in caught if issubclass(w.category, SamplerHealthWarning)]
+    divergent = [m for m in health if "were divergent" in m]
+    assert divergent, health
+    # one warning per chain when sequential, one for the batch when vectorised
+    counts = [int(m.split("DilationLangevin: ")[1].split(" of ")[0]) for m in divergent]
+    assert sum(counts) == num_divergent
+    assert "sampling iterations 200-1199" in divergent[0]
