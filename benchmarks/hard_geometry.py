@@ -66,6 +66,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -424,7 +425,12 @@ TARGETS: dict[str, Target] = {
         Target("banana", 2, banana_model, lambda: ((), {}), _banana_moments, "exact"),
         Target("funnel", 10, funnel_model, lambda: ((), {}), _funnel_moments, "exact"),
         Target(
-            "gaussian_100", 100, gaussian_100_model, _gaussian_100_args, _gaussian_100_moments, "exact"
+            "gaussian_100",
+            100,
+            gaussian_100_model,
+            _gaussian_100_args,
+            _gaussian_100_moments,
+            "exact",
         ),
         Target(
             "brownian_bridge",
@@ -579,7 +585,9 @@ def chees_hmc(target: Target, key, num_chains: int, num_warmup: int, num_samples
     max_bits = math.ceil(math.log2(num_warmup + num_samples))
 
     def integration_steps(index, num_leapfrog_steps):
-        return jnp.ceil(dynamic_hmc.halton_sequence(index, max_bits) * num_leapfrog_steps).astype(int)
+        return jnp.ceil(dynamic_hmc.halton_sequence(index, max_bits) * num_leapfrog_steps).astype(
+            int
+        )
 
     def sample(key, states, step_size, inverse_mass_matrix, num_leapfrog_steps):
         kernel = blackjax.dynamic_hmc(
@@ -637,7 +645,11 @@ def _dilation(stationary: str | None = None) -> Callable:
     def make(model):
         from numpyro_dilation import DilationLangevin
 
-        return DilationLangevin(model) if stationary is None else DilationLangevin(model, stationary=stationary)
+        return (
+            DilationLangevin(model)
+            if stationary is None
+            else DilationLangevin(model, stationary=stationary)
+        )
 
     return make
 
@@ -681,10 +693,23 @@ def accuracy(
 def measure(target: Target, sampler: str, num_chains: int, settings: dict, seed: int) -> dict:
     """One run's figures (see the module docstring and ``benchmarks/README.md``)."""
     key = jax.random.fold_in(jax.random.PRNGKey(seed), num_chains)
-    r = SAMPLERS[sampler](
-        target, key, num_chains, settings["num_warmup"], settings["num_samples"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = SAMPLERS[sampler](
+            target, key, num_chains, settings["num_warmup"], settings["num_samples"]
+        )
+    row = figures(target, r, sampler, num_chains)
+    if sampler.startswith("DilationLangevin"):
+        # did a run that fails say so?  (NumPyro's NUTS and BlackJAX give no such warnings)
+        row["warnings"] = health_messages(caught)
+    return row
+
+
+def health_messages(caught: list[warnings.WarningMessage]) -> list[str]:
+    """The distinct ``SamplerHealthWarning`` messages among ``caught``, each cut to 160 characters."""
+    return sorted(
+        {str(w.message)[:160] for w in caught if w.category.__name__ == "SamplerHealthWarning"}
     )
-    return figures(target, r, sampler, num_chains)
 
 
 def figures(target: Target, r: Outcome, sampler: str, num_chains: int) -> dict:
@@ -692,7 +717,9 @@ def figures(target: Target, r: Outcome, sampler: str, num_chains: int) -> dict:
     moments = target.moments()
     acc = accuracy(r.samples, moments)
     ess = common.min_ess(stan_names(r.samples, moments))
-    finite = {k: v for k, v in acc.items() if np.isfinite(v["z_mean"]) and np.isfinite(v["sd_ratio"])}
+    finite = {
+        k: v for k, v in acc.items() if np.isfinite(v["z_mean"]) and np.isfinite(v["sd_ratio"])
+    }
     if len(finite) < len(acc):  # non-finite draws: no figure can pass
         zp = sdp_lo = sdp_hi = next(k for k in acc if k not in finite)
         max_z, sd_lo, sd_hi = float("inf"), float("nan"), float("nan")
@@ -747,7 +774,9 @@ def _default_settings(quick: bool) -> dict[str, Any]:
     return {
         "targets": list(QUICK_TARGETS) if quick else list(TARGETS),
         "dims": {name: TARGETS[name].dim for name in (QUICK_TARGETS if quick else TARGETS)},
-        "references": {name: TARGETS[name].reference for name in (QUICK_TARGETS if quick else TARGETS)},
+        "references": {
+            name: TARGETS[name].reference for name in (QUICK_TARGETS if quick else TARGETS)
+        },
         "samplers": list(SAMPLERS),
         "num_chains": [4] if quick else [4, 64],
         "num_warmup": 50 if quick else 1000,
@@ -835,7 +864,9 @@ def run_under_flag(module: str, quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         command = [sys.executable, "-m", module, "--result", str(out)]
-        subprocess.run(command + (["--quick"] if quick else []), cwd=ROOT, env=child_env(), check=True)
+        subprocess.run(
+            command + (["--quick"] if quick else []), cwd=ROOT, env=child_env(), check=True
+        )
         return json.loads(out.read_text())
 
 
@@ -877,7 +908,9 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
             " *ESS* = minimum bulk / tail ESS over parameters; *ESS/s* = min bulk ESS per second of"
             " warmup + sampling, and of sampling alone (compilation excluded, shown apart);"
             " *ESS/1k grad* = per 1000 gradient evaluations of warmup + sampling, all chains;"
-            " *div* = divergent transitions while sampling."
+            " *div* = divergent transitions while sampling.  For DilationLangevin, *(warned)*"
+            " marks a run that gave a `SamplerHealthWarning` (convergence, divergences, acceptance"
+            " or step size) and *(silent)* a failed run that gave none."
         ),
         "",
     ]
@@ -896,8 +929,11 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
             if "error" in r:
                 lines.append(f"| {r['target']} | {label} | error | {r['error']} |||||||")
                 continue
+            verdict = "yes" if r["pass"] else "**no**"
+            if "warnings" in r:  # DilationLangevin: did it warn?
+                verdict += " (warned)" if r["warnings"] else ("" if r["pass"] else " (silent)")
             lines.append(
-                f"| {r['target']} | {label} | {'yes' if r['pass'] else '**no**'}"
+                f"| {r['target']} | {label} | {verdict}"
                 f" | {_fmt(r['max_z'], '.3f')} | {_fmt(r['sd_ratio_min'], '.2f')}-{_fmt(r['sd_ratio_max'], '.2f')}"
                 f" | {r['ess_bulk']:.0f} / {r['ess_tail']:.0f}"
                 f" | {_fmt(r['ess_per_s'], '.1f')} ({_fmt(r['ess_per_s_sampling'], '.1f')})"
@@ -955,6 +991,35 @@ def _summary(result: dict[str, Any]) -> list[str]:
                 + (": " + ", ".join(nuts_wins) if nuts_wins else "")
                 + "."
             )
+        for peer in ("NUTS", "ChEES-HMC"):
+            for field, what in (("ess_per_1k_grads", "ESS per gradient"), ("ess_per_s", "ESS/s")):
+                if peer == "NUTS" and field == "ess_per_s":
+                    continue  # the line above
+                wins = [
+                    t
+                    for t in s["targets"]
+                    if (t, "DilationLangevin") in pick
+                    and (t, peer) in pick
+                    and pick[(t, peer)][field] > pick[(t, "DilationLangevin")][field]
+                ]
+                if wins:
+                    out.append(
+                        f"- {num_chains} chains: {SAMPLER_LABELS[peer]} has the higher {what} on "
+                        + ", ".join(wins)
+                        + "."
+                    )
+        dilation = [
+            pick[(t, "DilationLangevin")] for t in s["targets"] if (t, "DilationLangevin") in pick
+        ]
+        failed = [r for r in dilation if not r["pass"] and "warnings" in r]
+        if failed:
+            silent = [r["target"] for r in failed if not r["warnings"]]
+            out.append(
+                f"- {num_chains} chains, DilationLangevin (defaults): {len(failed) - len(silent)} of"
+                f" {len(failed)} failed runs gave a `SamplerHealthWarning`"
+                + (f"; silent: {', '.join(silent)}" if silent else "")
+                + "."
+            )
     return out
 
 
@@ -1007,7 +1072,9 @@ def _record(settings: dict, runs: list, start: float, quick: bool, complete: boo
         "date": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         "versions": package_versions(),
         "machine": machine(),
-        "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.hard_geometry", *sys.argv[1:]]),
+        "command": " ".join(
+            [Path(sys.executable).name, "-m", "benchmarks.hard_geometry", *sys.argv[1:]]
+        ),
         "wall_time_s": time.perf_counter() - start,
         "settings": settings,
         "runs": runs,
@@ -1033,7 +1100,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not flag_set():
         # re-execute with the flag before JAX creates its backend
-        os.execvpe(sys.executable, [sys.executable, "-m", "benchmarks.hard_geometry", *sys.argv[1:]], child_env())
+        os.execvpe(
+            sys.executable,
+            [sys.executable, "-m", "benchmarks.hard_geometry", *sys.argv[1:]],
+            child_env(),
+        )
     start = time.perf_counter()
 
     def write(settings, runs, complete=False):

@@ -75,12 +75,6 @@ def _settings(quick: bool) -> dict[str, Any]:
     }
 
 
-def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
-    return sorted(
-        {str(w.message)[:160] for w in caught if w.category.__name__ == "SamplerHealthWarning"}
-    )
-
-
 def unimodal_run(name: str, fraction: float, seed: int, s: dict) -> dict:
     """One 4-chain run on a hard_geometry target with ``fraction`` of warmup annealing."""
     from numpyro_dilation import DilationLangevin
@@ -99,7 +93,7 @@ def unimodal_run(name: str, fraction: float, seed: int, s: dict) -> dict:
         "num_anneal_steps": steps,
         "seed": seed,
         **row,
-        "warnings": _messages(caught),
+        "warnings": hard_geometry.health_messages(caught),
     }
 
 
