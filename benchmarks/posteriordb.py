@@ -1,4 +1,4 @@
-"""posteriordb suite: accuracy and cost on the six reference posteriors.
+"""posteriordb suite: accuracy and cost on the reference posteriors of :mod:`benchmarks.posteriors`.
 
 Samplers, side by side in one process on the models of
 :mod:`benchmarks.posteriors`:
@@ -181,14 +181,16 @@ def _figure(runs: list[dict], num_chains: int, figure_dir: Path) -> str:
 def report(result: dict[str, Any], figure_dir: Path) -> str:
     """Markdown section: per chain count a table, a figure and the targets."""
     s = result["settings"]
+    count = len({r["posterior"] for r in result["runs"]}) if result["runs"] else 0
     lines = [
-        "## posteriordb: accuracy and cost on six reference posteriors",
+        f"## posteriordb: accuracy and cost on {count} reference posteriors",
         "",
         (
             f"Samplers: {', '.join(SAMPLERS)}; {s['num_warmup']} warmup + {s['num_samples']} draws"
             f" per chain, {s['chain_method']} chains, timings the median of {s['repeats']} timed run(s)."
             " DilationLangevin and NUTS run with their defaults (DilationLangevin: dense mass matrix"
-            " up to 100 dimensions, so on all six; NUTS: diagonal). BlackJAX MALA runs on the same"
+            f" up to 100 dimensions, so on all {count}; NUTS: diagonal). BlackJAX MALA runs on the"
+            " same"
             " NumPyro potential with its step size tuned by dual averaging towards acceptance 0.574"
             " over the same warmup; `blackjax.mala` takes no mass matrix, so it is unpreconditioned."
         ),

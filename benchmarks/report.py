@@ -42,14 +42,15 @@ processor, cpu_count, jax_backend, jax_devices), `command`, `wall_time_s`,
 the suite's `settings` and its `runs` (one object of figures per run); see
 `benchmarks/README.md` for the fields of each suite.
 
-**Which kernel each section measured.**  HMC with a ChEES-tuned trajectory
-length became the default stationary kernel after the posteriordb,
-multimodal, ensemble_cost, overhead and scaling results below were recorded:
-those sections measured the former default, single-step MALA (now
-`stationary="mala"`).  The hard_geometry section measures the current
-defaults, beside `stationary="nuts"`, NumPyro's NUTS and BlackJAX's ChEES-HMC;
-on the six near-Gaussian posteriordb regressions the MALA-era ESS/s ratios over
-NUTS do **not** carry over to hard posteriors.
+**Which kernel each section measured.**  The posteriordb, hard_geometry,
+warmup_split, multimodal and ensemble_iteration sections measure the current
+defaults (HMC with a ChEES-tuned trajectory length after the annealing).  The
+ensemble_cost, overhead and scaling sections were recorded before that, with
+the former default, single-step MALA (now `stationary="mala"`), and have not
+been rerun: their figures describe that kernel.  The six near-Gaussian
+posteriordb regressions flatter every sampler with a dense metric; the
+hard_geometry section is the one to read for hard posteriors, and it says where
+NUTS or BlackJAX's ChEES-HMC wins.
 """
 
 
