@@ -941,6 +941,15 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
                 f" | {r['total_s']:.1f} | {r['compile_s']:.1f} |"
             )
         lines.append("")
+    commands = [c for c in result.get("command", "").split("; ") if c]
+    if len(commands) > 1:
+        lines += [
+            f"These tables merge {len(commands)} runs (`python -m benchmarks.hard_geometry"
+            " --merge`; the record's `command` lists them, a later run's rows replacing an"
+            " earlier one's).  Samplers measured in the same run are side by side; a ratio"
+            " between rows of different runs also carries the machine's load at each time.",
+            "",
+        ]
     lines += ["### Summary", ""] + _summary(result)
     return "\n".join(lines)
 
