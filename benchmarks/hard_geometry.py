@@ -690,14 +690,24 @@ def accuracy(
     return out
 
 
-def measure(target: Target, sampler: str, num_chains: int, settings: dict, seed: int) -> dict:
-    """One run's figures (see the module docstring and ``benchmarks/README.md``)."""
+def measure(
+    target: Target,
+    sampler: str,
+    num_chains: int,
+    settings: dict,
+    seed: int,
+    sample: Callable[..., Outcome] | None = None,
+) -> dict:
+    """One run's figures (see the module docstring and ``benchmarks/README.md``).
+
+    ``sample`` runs the sampler (``SAMPLERS[sampler]`` by default; another suite
+    may pass a variant, e.g. with other settings, labelled ``sampler``).
+    """
     key = jax.random.fold_in(jax.random.PRNGKey(seed), num_chains)
+    sample = SAMPLERS[sampler] if sample is None else sample
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        r = SAMPLERS[sampler](
-            target, key, num_chains, settings["num_warmup"], settings["num_samples"]
-        )
+        r = sample(target, key, num_chains, settings["num_warmup"], settings["num_samples"])
     row = figures(target, r, sampler, num_chains)
     if sampler.startswith("DilationLangevin"):
         # did a run that fails say so?  (NumPyro's NUTS and BlackJAX give no such warnings)

@@ -79,21 +79,17 @@ def unimodal_run(name: str, fraction: float, seed: int, s: dict) -> dict:
     """One 4-chain run on a hard_geometry target with ``fraction`` of warmup annealing."""
     from numpyro_dilation import DilationLangevin
 
-    target = hard_geometry.TARGETS[name]
     steps = round(fraction * s["num_warmup"])
-    sampler = hard_geometry.numpyro_sampler(lambda m: DilationLangevin(m, num_anneal_steps=steps))
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), s["num_chains"])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        outcome = sampler(target, key, s["num_chains"], s["num_warmup"], s["num_samples"])
-    row = hard_geometry.figures(target, outcome, "DilationLangevin", s["num_chains"])
+    sample = hard_geometry.numpyro_sampler(lambda m: DilationLangevin(m, num_anneal_steps=steps))
+    row = hard_geometry.measure(
+        hard_geometry.TARGETS[name], "DilationLangevin", s["num_chains"], s, seed, sample=sample
+    )
     return {
         "kind": "unimodal",
         "fraction": fraction,
         "num_anneal_steps": steps,
         "seed": seed,
         **row,
-        "warnings": hard_geometry.health_messages(caught),
     }
 
 

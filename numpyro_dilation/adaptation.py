@@ -455,10 +455,14 @@ CURVATURE_PROBE_MAX_RAISE = 10.0
 ROUNDING = 64
 
 
+def _rounding(x):
+    # relative size of rounding error in values of x's dtype
+    return ROUNDING * jnp.finfo(jnp.result_type(x)).eps
+
+
 def _resolved(difference, a, b):
     # a difference at the level of rounding error says nothing about curvature
-    noise = ROUNDING * jnp.finfo(jnp.result_type(a)).eps
-    return jnp.linalg.norm(difference) > noise * (jnp.linalg.norm(a) + jnp.linalg.norm(b))
+    return jnp.linalg.norm(difference) > _rounding(a) * (jnp.linalg.norm(a) + jnp.linalg.norm(b))
 
 
 def initial_curvature(potential_and_grad: Callable, y, grad, metric, curvature):
@@ -521,8 +525,7 @@ def update_curvature(
     log_ratio = jnp.where(jnp.isfinite(log_ratio) & resolved, log_ratio, 0.0)
     if potential is not None:
         error = cubic_error(potential, grad, potential_new, grad_new, delta)
-        noise = ROUNDING * jnp.finfo(jnp.result_type(y)).eps
-        rounding = noise * (
+        rounding = _rounding(y) * (
             jnp.abs(potential)
             + jnp.abs(potential_new)
             + jnp.abs(jnp.dot(grad, delta))

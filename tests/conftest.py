@@ -24,6 +24,15 @@ def ess(draws):
     return np.array([effective_sample_size(draws[..., j]) for j in range(draws.shape[-1])])
 
 
+def divergence_counts(messages):
+    """The counts of the kernel's divergence reports among warning ``messages``."""
+    return [
+        int(m.split("DilationLangevin: ")[1].split(" of ")[0])
+        for m in messages
+        if "were divergent" in m
+    ]
+
+
 def assert_mean_close(draws, true_mean, true_sd, z=4.5):
     """Mean within ``z`` Monte Carlo standard errors (ESS-based) of the exact value."""
     draws = np.asarray(draws, dtype=float)

@@ -25,7 +25,7 @@ from numpyro_dilation import (
 )
 from numpyro_dilation import convergence as online
 
-from .conftest import run_python
+from .conftest import divergence_counts, run_python
 
 # ------------------------------------------------------------------ online sums
 
@@ -120,7 +120,12 @@ BINOMIAL_DATA = {"n": 5_000_000, "x": 3849}
 # that the checks must report.
 @pytest.fixture(scope="module")
 def binomial_run():
-    mcmc = MCMC(DilationLangevin(binomial, stationary="mala"), num_warmup=200, num_samples=200, progress_bar=False)
+    mcmc = MCMC(
+        DilationLangevin(binomial, stationary="mala"),
+        num_warmup=200,
+        num_samples=200,
+        progress_bar=False,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplerHealthWarning)
         mcmc.run(jax.random.PRNGKey(0), BINOMIAL_DATA)
@@ -202,9 +207,8 @@ def correlated(x):
     return 0.5 * (x[0] ** 2 - 1.998 * x[0] * x[1] + x[1] ** 2) / (1 - 0.999**2)
 
 
-@pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
-def test_slow_mixing_is_reported_at_the_sampling_checkpoint(chain_method):
-    kernel = DilationLangevin(potential_fn=correlated, adapt_mass_matrix=False, stationary="mala")
+def run_two_chains(kernel, chain_method, **run_kwargs):
+    """200 + 1000 iterations of 2 chains from the origin; the run and its health warnings."""
     mcmc = MCMC(
         kernel,
         num_warmup=200,
@@ -215,8 +219,14 @@ def test_slow_mixing_is_reported_at_the_sampling_checkpoint(chain_method):
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplerHealthWarning)
-        mcmc.run(jax.random.PRNGKey(0), init_params=jnp.zeros((2, 2)))
-    health = [str(w.message) for w in caught if issubclass(w.category, SamplerHealthWarning)]
+        mcmc.run(jax.random.PRNGKey(0), init_params=jnp.zeros((2, 2)), **run_kwargs)
+    return mcmc, [str(w.message) for w in caught if issubclass(w.category, SamplerHealthWarning)]
+
+
+@pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
+def test_slow_mixing_is_reported_at_the_sampling_checkpoint(chain_method):
+    kernel = DilationLangevin(potential_fn=correlated, adapt_mass_matrix=False, stationary="mala")
+    _, health = run_two_chains(kernel, chain_method)
     sampling = [m for m in health if "over sampling iterations 200-1199" in m]
     assert sampling, health
     assert "effective sample size (batch means) below 100" in sampling[0]
@@ -285,23 +295,13 @@ def walled(x):
 
 @pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
 def test_divergent_transitions_while_sampling_are_reported(chain_method):
-    mcmc = MCMC(
-        DilationLangevin(potential_fn=walled),
-        num_warmup=200,
-        num_samples=1000,
-        num_chains=2,
-        chain_method=chain_method,
-        progress_bar=False,
+    mcmc, health = run_two_chains(
+        DilationLangevin(potential_fn=walled), chain_method, extra_fields=("diverging",)
     )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SamplerHealthWarning)
-        mcmc.run(jax.random.PRNGKey(0), init_params=jnp.zeros((2, 2)), extra_fields=("diverging",))
     num_divergent = int(np.sum(mcmc.get_extra_fields()["diverging"]))
     assert num_divergent > 0
-    health = [str(w.message) for w in caught if issubclass(w.category, SamplerHealthWarning)]
     divergent = [m for m in health if "were divergent" in m]
     assert divergent, health
     # one warning per chain when sequential, one for the batch when vectorised
-    counts = [int(m.split("DilationLangevin: ")[1].split(" of ")[0]) for m in divergent]
-    assert sum(counts) == num_divergent
+    assert sum(divergence_counts(divergent)) == num_divergent
     assert "sampling iterations 200-1199" in divergent[0]
