@@ -442,10 +442,11 @@ def warn_if_divergent(num_divergent: int, summary: WindowSummary, iteration: int
         f" {first}-{iteration} were divergent (an energy error above the bound, or a"
         " non-finite potential).  A divergence marks a region of high curvature that the"
         " chains could not enter, so the draws may miss its mass even when R-hat and ESS"
-        " look fine (the banana and funnel of the project's benchmarks lose 10-50% of"
-        " their sd this way).  Reparametrise the model (e.g. non-centred), or raise"
-        " target_accept_prob for a smaller step size; see 'divergent' in the extra fields"
-        " (numpyro_dilation.to_inference_data keeps them as sample_stats.diverging).",
+        " look fine (the banana and the funnel of the project's benchmarks lose a quarter"
+        " or more of their sd this way).  Reparametrise the model (e.g. non-centred), or"
+        " raise target_accept_prob for a smaller step size; the 'diverging' extra field"
+        " marks each one (numpyro_dilation.to_inference_data keeps it as"
+        " sample_stats.diverging).",
         SamplerHealthWarning,
         stacklevel=3,
     )
