@@ -141,11 +141,6 @@ class ClusterCache(NamedTuple):
     center_counts: jax.Array
 
 
-def _sq_distances(points, centers, num_active):
-    d2 = jnp.sum((points[..., None, :] - centers) ** 2, axis=-1)
-    return jnp.where(jnp.arange(centers.shape[0]) < num_active, d2, jnp.inf)
-
-
 def nearest(clusters: Clusters, y: jax.Array) -> jax.Array:
     """Index of the cluster centre nearest to ``y`` (shape ``(..., d)``) in the scaled metric.
 
@@ -177,31 +172,46 @@ def kmeans(
     first = jnp.minimum(jnp.floor(u[0] * n).astype(jnp.int32), n - 1)
     centers = jnp.zeros((max_clusters, points.shape[1]), points.dtype)
     centers = centers.at[0].set(points[first])
+    # each point's squared distance to its nearest centre so far, updated with the
+    # newest centre only (not recomputed against all of them at every step)
+    nearest_d2 = jnp.sum((points - points[first]) ** 2, axis=-1)
 
-    def seed_one(centers, c_u):
+    def seed_one(carry, c_u):
+        centers, nearest_d2 = carry
         c, u_c = c_u
-        d2 = jnp.min(_sq_distances(points, centers, c), axis=-1)
-        total = jnp.sum(d2)
+        total = jnp.sum(nearest_d2)
         # D^2 sampling, or a uniform pick when every point sits on a centre
-        weights = jnp.where(total > 0, d2, 1.0)
+        weights = jnp.where(total > 0, nearest_d2, 1.0)
         cdf = jnp.cumsum(weights)
         # the number of CDF entries at or below the target (a search without a loop)
         pick = jnp.minimum(jnp.sum(cdf <= u_c * cdf[-1]), n - 1)
-        return jnp.where(c < num_active, centers.at[c].set(points[pick]), centers), None
+        used = c < num_active
+        new_d2 = jnp.minimum(nearest_d2, jnp.sum((points - points[pick]) ** 2, axis=-1))
+        return (
+            jnp.where(used, centers.at[c].set(points[pick]), centers),
+            jnp.where(used, new_d2, nearest_d2),
+        ), None
 
     # unrolled: a few dozen small steps, where a loop's per-step cost dominated
-    centers, _ = jax.lax.scan(seed_one, centers, (jnp.arange(1, max_clusters), u[1:]), unroll=True)
+    (centers, _), _ = jax.lax.scan(
+        seed_one, (centers, nearest_d2), (jnp.arange(1, max_clusters), u[1:]), unroll=True
+    )
+    active = jnp.arange(max_clusters) < num_active
+
+    def assign(centers):
+        # |c|^2 - 2 p.c orders the centres as |p - c|^2 does: one matrix product
+        score = jnp.sum(centers**2, axis=-1) - 2.0 * points @ centers.T
+        return jnp.argmin(jnp.where(active, score, jnp.inf), axis=-1)
 
     def lloyd(centers, _):
-        labels = jnp.argmin(_sq_distances(points, centers, num_active), axis=-1)
+        labels = assign(centers)
         onehot = jax.nn.one_hot(labels, max_clusters, dtype=points.dtype)
         counts = onehot.sum(0)
         means = (onehot.T @ points) / jnp.maximum(counts, 1.0)[:, None]
         return jnp.where(counts[:, None] > 0, means, centers), None
 
     centers, _ = jax.lax.scan(lloyd, centers, None, length=num_iters, unroll=True)
-    labels = jnp.argmin(_sq_distances(points, centers, num_active), axis=-1)
-    return centers, labels
+    return centers, assign(centers)
 
 
 def fit_clusters(
@@ -293,6 +303,33 @@ class Proposal(NamedTuple):
     valid: jax.Array
 
 
+def uniform_ints(rng_key: jax.Array, shape: tuple[int, ...], spans: jax.Array) -> jax.Array:
+    """Integers uniform on ``[0, spans)`` (broadcast against ``shape``), one random word each.
+
+    Random bits are most of the cost of a population move on a CPU (threefry
+    computes every word), and ``random.randint`` spends two words per integer.
+    Taking one word modulo the span leaves each value's probability within a
+    relative ``span / 2**32`` of uniform, below float32's own rounding.
+    """
+    bits = random.bits(rng_key, shape, jnp.uint32)
+    return (bits % jnp.maximum(spans, 1).astype(jnp.uint32)).astype(jnp.int32)
+
+
+def categorical_inverse_cdf(rng_key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
+    """``num`` draws of a category with probabilities ``exp(log_weights)`` (normalised here).
+
+    One uniform per draw through the inverse CDF, where ``random.categorical``
+    spends one Gumbel word per category and draw.  Categories of weight zero
+    (``-inf``) are never drawn.
+    """
+    w = jnp.exp(log_weights - jnp.max(log_weights))
+    cdf = jnp.cumsum(w) / jnp.sum(w)
+    u = random.uniform(rng_key, (num,), cdf.dtype)
+    # the count of CDF values at or below u; the last positive-weight category absorbs rounding
+    last = jnp.max(jnp.where(w > 0, jnp.arange(w.shape[0]), 0))
+    return jnp.minimum(jnp.sum(cdf[None, :] <= u[:, None], axis=-1), last)
+
+
 def propose_batch(
     rng_key: jax.Array,
     moves: jax.Array,
@@ -327,9 +364,8 @@ def propose_batch(
     n_other = others.shape[0]
     key_int, key_c, key_z = random.split(rng_key, 3)
     num = clusters.num_active
-    # the integer draws of all chains in one call (few, large random ops are cheaper)
-    spans = jnp.stack([n_other, n_other - 1, jnp.maximum(num - 1, 1)]).astype(jnp.int32)
-    ints = random.randint(key_int, (m, 3), 0, spans)
+    spans = jnp.stack([n_other, n_other - 1, jnp.maximum(num - 1, 1)]).astype(jnp.uint32)
+    ints = uniform_ints(key_int, (m, 3), spans)
     # de: an ordered pair j != k, uniform (two draws, not a permutation per chain)
     j = ints[:, 0]
     k = (j + 1 + ints[:, 1]) % n_other
@@ -341,7 +377,7 @@ def propose_batch(
     y_tr = y + tr.centers[b] - tr.centers[a]
     valid_tr = (nearest(tr, y_tr) == b) & (num > 1)
     # independence: a draw from the mixture, with the independence sampler's correction
-    c = random.categorical(key_c, clusters.log_weights, shape=(m,))
+    c = categorical_inverse_cdf(key_c, clusters.log_weights, m)
     noise = random.normal(key_z, (m, d), y.dtype)
     y_ind = clusters.centers[c] + jnp.einsum("mij,mj->mi", clusters.chol[c], noise)
     log_q = mixture_log_density(clusters, jnp.concatenate([y, y_ind]))
@@ -1040,6 +1076,7 @@ __all__ = [
     "PopulationUpdate",
     "Proposal",
     "block_halves",
+    "categorical_inverse_cdf",
     "empty_cache",
     "ensemble_step",
     "fit_clusters",
@@ -1057,4 +1094,5 @@ __all__ = [
     "propose",
     "propose_batch",
     "tune_ensemble",
+    "uniform_ints",
 ]

@@ -262,3 +262,35 @@ def test_clusters_are_fitted_once_per_block_from_the_other_half():
     assert np.min(np.linalg.norm(centers[:, None] - groups, axis=-1), axis=1).max() < spread
     _, _, cache3, refit3 = moves(jax.random.PRNGKey(2), s2, cache2, block + 1)
     assert bool(refit3) and int(cache3.block) == 1
+
+
+# ------------------------------------------------------------------ the proposals' random draws
+
+
+def test_uniform_ints_are_uniform_on_each_span():
+    """One word per integer, reduced modulo the span: every value in range, frequencies uniform."""
+    spans = jnp.asarray([7, 6, 1], jnp.uint32)
+    n = 70_000
+    ints = np.asarray(population.uniform_ints(jax.random.PRNGKey(0), (n, 3), spans))
+    assert ints.dtype == np.int32
+    assert (ints[:, 2] == 0).all()
+    for col, span in ((0, 7), (1, 6)):
+        counts = np.bincount(ints[:, col], minlength=span)
+        assert len(counts) == span  # nothing outside [0, span)
+        # each count is Binomial(n, 1/span): within 4.5 of its standard deviations
+        sd = np.sqrt(n * (1 / span) * (1 - 1 / span))
+        assert np.all(np.abs(counts - n / span) < 4.5 * sd), counts
+
+
+def test_categorical_inverse_cdf_matches_the_weights_and_skips_empty_slots():
+    weights = np.array([0.1, 0.0, 0.6, 0.3, 0.0])
+    log_w = jnp.log(jnp.asarray(weights, jnp.float32))  # -inf for the empty slots
+    n = 60_000
+    draws = np.asarray(population.categorical_inverse_cdf(jax.random.PRNGKey(1), log_w, n))
+    counts = np.bincount(draws, minlength=len(weights))
+    assert counts[1] == 0 and counts[4] == 0
+    sd = np.sqrt(n * weights * (1 - weights))
+    assert np.all(np.abs(counts - n * weights) <= 4.5 * sd + 1e-9), counts
+    # unnormalised log weights give the same categories
+    shifted = population.categorical_inverse_cdf(jax.random.PRNGKey(1), log_w + 3.0, n)
+    np.testing.assert_array_equal(np.asarray(shifted), draws)
