@@ -228,8 +228,8 @@ class WindowAdapter(NamedTuple):
         from the mean of their *within-chain* covariances (chains in different
         modes do not inflate it), computed once and shared by every chain.
     update_step_size : callable
-        ``(i, accept_prob, state) -> AdaptState``: one dual-averaging step (the
-        mean acceptance over chains when they adapt together).
+        ``(i, accept_prob, state) -> AdaptState``: one dual-averaging step (on
+        :func:`pooled_acceptance` of the chains when they adapt together).
     is_window_end : callable
         ``i -> bool``: whether iteration ``i`` closes an estimating window.  It
         depends on ``i`` alone, so vectorised chains can branch on it once for
@@ -539,6 +539,31 @@ def update_curvature(
     return jnp.where(diverging, 4.0 * curvature, curvature * jnp.exp(step))
 
 
+#: Acceptance that a divergent (or nearly always rejected) chain counts as in
+#: :func:`pooled_acceptance`: low enough to pull the pooled step down, finite so
+#: that one bad iteration cannot send it to zero.
+POOLED_ACCEPT_FLOOR = 0.01
+
+
+def pooled_acceptance(accept_prob: ArrayLike) -> jax.Array:
+    """The acceptance that the shared step size of vectorised chains is adapted on.
+
+    The geometric mean of the chains' acceptance probabilities, each floored at
+    :data:`POOLED_ACCEPT_FLOOR`.  The arithmetic mean let a few chains in a hard
+    region (the arms of a banana, the neck of a hierarchical model) reject, or
+    diverge, at every iteration while the mean stayed on target: at 64 chains
+    the banana's draws had 6404 divergent transitions and sd ratios up to 1.40,
+    the centred eight schools 315 and a mean error of 0.145 sd.  The geometric
+    mean gives those chains more weight, as the harmonic mean of Hoffman, Radul
+    & Sountsov (2021) does, but without letting one chain near zero decide: the
+    harmonic mean towards 0.8 left the other chains at acceptance 0.99 and cost
+    a third of the ESS per gradient on the Brownian bridge (see
+    docs/how-it-works.md for both measurements).
+    """
+    floored = jnp.maximum(jnp.asarray(accept_prob), POOLED_ACCEPT_FLOOR)
+    return jnp.exp(jnp.mean(jnp.log(floored)))
+
+
 def running_mean(mean: ArrayLike, value: ArrayLike, i: ArrayLike, phase_start: ArrayLike):
     """Running mean of ``value`` over the iterations since ``phase_start`` (restarts there)."""
     n = i - phase_start + 1
@@ -553,6 +578,7 @@ __all__ = [
     "MIN_DRAWS_PER_DIM",
     "MIN_METRIC_WINDOW",
     "MIN_TERMINAL_BUFFER",
+    "POOLED_ACCEPT_FLOOR",
     "RESOLVED_ENERGY",
     "ROUNDING",
     "AdaptState",
@@ -560,6 +586,7 @@ __all__ = [
     "adaptation_windows",
     "cubic_error",
     "initial_curvature",
+    "pooled_acceptance",
     "restart_dual_averaging",
     "running_mean",
     "short_warmup_message",

@@ -39,6 +39,7 @@ from numpyro_dilation.adaptation import (
     AdaptState,
     WindowAdapter,
     initial_curvature,
+    pooled_acceptance,
     restart_dual_averaging,
     running_mean,
     update_curvature,
@@ -286,7 +287,8 @@ class DilationKernel(NamedTuple):
     step : callable
         ``(state, potential_fn, batched) -> state``: one iteration of one chain
         or of a batch of vectorised chains, window ends included.  Vectorised
-        chains adapt together: one step size from their mean acceptance, one
+        chains adapt together: one step size from the geometric mean of their
+        acceptance (:func:`~numpyro_dilation.adaptation.pooled_acceptance`), one
         mass matrix from their mean within-chain covariance, one trajectory
         length from their mean ChEES gradient.
     """
@@ -516,7 +518,7 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
         """Step size, and trajectory length, adapted once for all vectorised chains."""
         adapt = state.adapt_state
         chain0 = jax.tree.map(lambda x: x[0], adapt)
-        shared = adapter.update_step_size(i, jnp.mean(move.accept_prob), chain0)
+        shared = adapter.update_step_size(i, pooled_acceptance(move.accept_prob), chain0)
         if hmc and settings.adapt_trajectory_length:
             gradients = jax.vmap(chees_gradient_of)(previous, move, adapt.trajectory.center)
             weights = jnp.where(move.diverging, 0.0, move.accept_prob)

@@ -12,8 +12,10 @@ from numpyro_dilation.adaptation import (
     MIN_ANNEAL_STEPS,
     MIN_DRAWS_PER_DIM,
     MIN_TERMINAL_BUFFER,
+    POOLED_ACCEPT_FLOOR,
     adaptation_windows,
     initial_curvature,
+    pooled_acceptance,
     short_warmup_message,
     update_curvature,
     warmup_phases,
@@ -300,3 +302,16 @@ def test_metric_norm_is_the_inverse_metric_quadratic_form(dense):
     exact = v @ jnp.linalg.solve(P if dense else jnp.diag(P), v)
     got = metric_norm_sq(whitening_of(mass_matrix_sqrt(P)), v)
     np.testing.assert_allclose(float(got), float(exact), rtol=1e-4)
+
+
+def test_pooled_acceptance_is_the_floored_geometric_mean():
+    """Chains that reject weigh more than in the mean, a divergent one counts at the floor."""
+    np.testing.assert_allclose(float(pooled_acceptance(jnp.full(8, 0.8))), 0.8, rtol=1e-6)
+    probs = jnp.asarray([1.0, 1.0, 1.0, 0.2])
+    np.testing.assert_allclose(float(pooled_acceptance(probs)), 0.2**0.25, rtol=1e-6)
+    assert float(pooled_acceptance(probs)) < float(jnp.mean(probs))
+    # a divergent chain (acceptance 0) pulls the pool down, but finitely
+    with_divergent = jnp.asarray([0.9, 0.9, 0.9, 0.0])
+    expected = (0.9**3 * POOLED_ACCEPT_FLOOR) ** 0.25
+    np.testing.assert_allclose(float(pooled_acceptance(with_divergent)), expected, rtol=1e-6)
+    assert float(pooled_acceptance(jnp.zeros(4))) == pytest.approx(POOLED_ACCEPT_FLOOR)
