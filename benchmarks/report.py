@@ -42,13 +42,13 @@ processor, cpu_count, jax_backend, jax_devices), `command`, `wall_time_s`,
 the suite's `settings` and its `runs` (one object of figures per run); see
 `benchmarks/README.md` for the fields of each suite.
 
-**Which kernel each section measured.**  The hard_geometry, multimodal and
-ensemble_iteration sections measure the current defaults (HMC with a
-ChEES-tuned trajectory length after the annealing, vectorised chains sharing a
-step size adapted on the geometric mean of their acceptance).  The posteriordb
-and warmup_split sections were recorded with the same HMC kernel but with the
-shared step size adapted on the arithmetic mean of the acceptance (the change
-is described in docs/how-it-works.md), and have not been rerun since.  The
+**Which kernel each section measured.**  The posteriordb, hard_geometry,
+multimodal and ensemble_iteration sections measure the current defaults (HMC
+with a ChEES-tuned trajectory length after the annealing, vectorised chains
+sharing a step size adapted on the geometric mean of their acceptance).  The
+warmup_split section was recorded with the same HMC kernel but with the shared
+step size adapted on the arithmetic mean of the acceptance (the change is
+described in docs/how-it-works.md), and has not been rerun since.  The
 ensemble_cost, overhead and scaling sections were recorded before that, with
 the former default, single-step MALA (now `stationary="mala"`), and have not
 been rerun: their figures describe that kernel.  The six near-Gaussian
