@@ -555,10 +555,9 @@ def pooled_acceptance(accept_prob: ArrayLike) -> jax.Array:
     the banana's draws had 6404 divergent transitions and sd ratios up to 1.40,
     the centred eight schools 315 and a mean error of 0.145 sd.  The geometric
     mean gives those chains more weight, as the harmonic mean of Hoffman, Radul
-    & Sountsov (2021) does, but without letting one chain near zero decide: the
-    harmonic mean towards 0.8 left the other chains at acceptance 0.99 and cost
-    a third of the ESS per gradient on the Brownian bridge (see
-    docs/how-it-works.md for both measurements).
+    & Sountsov (2021) does, but without letting one chain near zero decide: with
+    4 chains the harmonic mean passed 11 of the 17 hard-geometry targets against
+    14 for the geometric mean (see docs/how-it-works.md for both measurements).
     """
     floored = jnp.maximum(jnp.asarray(accept_prob), POOLED_ACCEPT_FLOOR)
     return jnp.exp(jnp.mean(jnp.log(floored)))

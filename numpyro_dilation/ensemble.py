@@ -141,18 +141,24 @@ class ClusterCache(NamedTuple):
     center_counts: jax.Array
 
 
+def _nearest_centre(points: jax.Array, centers: jax.Array, num_active) -> jax.Array:
+    # |c|^2 - 2 p.c orders the centres as |p - c|^2 does (|p|^2 is common to all of
+    # them), so a batch of points costs one matrix product; slots from num_active on
+    # are never chosen
+    score = jnp.sum(centers**2, axis=-1) - 2.0 * points @ centers.T
+    active = jnp.arange(centers.shape[0]) < num_active
+    return jnp.argmin(jnp.where(active, score, jnp.inf), axis=-1)
+
+
 def nearest(clusters: Clusters, y: jax.Array) -> jax.Array:
     """Index of the cluster centre nearest to ``y`` (shape ``(..., d)``) in the scaled metric.
 
-    ``|c|^2 - 2 y.c`` is compared instead of ``|y - c|^2`` (the ``|y|^2`` term is
-    common to every centre), so a batch of points costs one matrix product.  Any
-    deterministic rule serves ``translate``, which checks the reverse move with
-    the same function.
+    Any deterministic rule serves ``translate``, which checks the reverse move
+    with the same function.
     """
-    c = clusters.centers / clusters.scale
-    score = jnp.sum(c**2, axis=-1) - 2.0 * (y / clusters.scale) @ c.T
-    active = jnp.arange(c.shape[0]) < clusters.num_active
-    return jnp.argmin(jnp.where(active, score, jnp.inf), axis=-1)
+    return _nearest_centre(
+        y / clusters.scale, clusters.centers / clusters.scale, clusters.num_active
+    )
 
 
 def kmeans(
@@ -196,22 +202,16 @@ def kmeans(
     (centers, _), _ = jax.lax.scan(
         seed_one, (centers, nearest_d2), (jnp.arange(1, max_clusters), u[1:]), unroll=True
     )
-    active = jnp.arange(max_clusters) < num_active
-
-    def assign(centers):
-        # |c|^2 - 2 p.c orders the centres as |p - c|^2 does: one matrix product
-        score = jnp.sum(centers**2, axis=-1) - 2.0 * points @ centers.T
-        return jnp.argmin(jnp.where(active, score, jnp.inf), axis=-1)
 
     def lloyd(centers, _):
-        labels = assign(centers)
+        labels = _nearest_centre(points, centers, num_active)
         onehot = jax.nn.one_hot(labels, max_clusters, dtype=points.dtype)
         counts = onehot.sum(0)
         means = (onehot.T @ points) / jnp.maximum(counts, 1.0)[:, None]
         return jnp.where(counts[:, None] > 0, means, centers), None
 
     centers, _ = jax.lax.scan(lloyd, centers, None, length=num_iters, unroll=True)
-    return centers, assign(centers)
+    return centers, _nearest_centre(points, centers, num_active)
 
 
 def fit_clusters(
