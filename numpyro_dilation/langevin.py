@@ -61,6 +61,17 @@ class LangevinMove(NamedTuple):
     proposal_potential: jax.Array
 
 
+#: Machine epsilons of the potentials that an energy error may be off by rounding.
+ENERGY_ROUNDING = 64
+
+
+def energy_rounding(potential_energy: ArrayLike, potential_energy_new: ArrayLike) -> jax.Array:
+    """The rounding error of an energy difference between two potentials (in their dtype)."""
+    eps = jnp.finfo(jnp.result_type(potential_energy)).eps
+    size = jnp.abs(potential_energy) + jnp.abs(potential_energy_new)
+    return ENERGY_ROUNDING * eps * jnp.where(jnp.isfinite(size), size, 0.0)
+
+
 def langevin_proposal(
     rng_key: jax.Array,
     y: ArrayLike,
@@ -119,6 +130,7 @@ def langevin_move(
     center: ArrayLike = 0.0,
     contraction: ArrayLike = 1.0,
     max_delta_energy: float = MAX_DELTA_ENERGY,
+    log_weight: Callable | None = None,
 ) -> LangevinMove:
     """One Langevin move, with one evaluation of the potential and its gradient.
 
@@ -148,6 +160,10 @@ def langevin_move(
         Energy error (minus the log Metropolis-Hastings ratio of the move, computed
         for unadjusted moves too) beyond which a proposal is a divergence and is
         rejected; an overflowing ratio (+-inf, NaN) is one as well.
+    log_weight : callable, optional
+        ``y -> log w(y)``: an adjusted move then leaves ``p(y) w(y)`` invariant
+        (the acceptance gains the factor ``w(y') / w(y)``, which the returned
+        ``accept_prob`` leaves out).
 
     Returns
     -------
@@ -171,11 +187,22 @@ def langevin_move(
         jnp.isfinite(pe_new) & jnp.all(jnp.isfinite(grad_new)) & jnp.all(jnp.isfinite(proposal))
     )
     # NaN compares False: test the negation so that a NaN energy error diverges too.
-    diverging = ~finite | ~(jnp.abs(energy_error) <= max_delta_energy)
+    # The bound counts from the rounding error of the potentials: at a potential of
+    # 1e10 (a start far from the posterior) float32 resolves nothing below 1e3, and
+    # every move would be a divergence.
+    bound = max_delta_energy + energy_rounding(potential_energy, pe_new)
+    diverging = ~finite | ~(jnp.abs(energy_error) <= bound)
     mh_prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
     accept_prob = jnp.where(diverging, 0.0, jnp.where(adjusted, mh_prob, 1.0))
     accept_prob = accept_prob.astype(jnp.result_type(y))
-    accepted = random.uniform(key_accept, dtype=jnp.result_type(y)) < accept_prob
+    u = random.uniform(key_accept, dtype=jnp.result_type(y))
+    accepted = u < accept_prob
+    if log_weight is not None:
+        # the weight's factor rejects moves too (a weight of zero at the proposal always,
+        # and that is not a divergence); accept_prob stays the move's own
+        gain = log_weight(jnp.where(finite, proposal, y)) - log_weight(y)
+        factor = jnp.exp(jnp.minimum(jnp.where(jnp.isnan(gain), -jnp.inf, gain), 0.0))
+        accepted = u < accept_prob * factor
 
     return LangevinMove(
         y=jnp.where(accepted, proposal, y),
@@ -190,8 +217,10 @@ def langevin_move(
 
 
 __all__ = [
+    "ENERGY_ROUNDING",
     "MAX_DELTA_ENERGY",
     "LangevinMove",
+    "energy_rounding",
     "langevin_move",
     "langevin_proposal",
     "mala_log_accept_ratio",

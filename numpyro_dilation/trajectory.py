@@ -35,6 +35,7 @@ from jax import random
 from jax.typing import ArrayLike
 from numpyro.infer.hmc_util import IntegratorState, euclidean_kinetic_energy, velocity_verlet
 
+from numpyro_dilation.langevin import energy_rounding
 from numpyro_dilation.metric import Metric, precondition
 
 #: Most leapfrog steps in one iteration (NumPyro's NUTS stops at 1023).
@@ -47,6 +48,8 @@ INITIAL_TRAJECTORY_LENGTH = 1.0
 LEARNING_RATE = 0.05
 SECOND_MOMENT_DECAY = 0.95
 MAX_LOG_UPDATE = 0.35
+#: The trajectory length is kept above the step size divided by this.
+MIN_LENGTH_IN_STEPS = 10.0
 #: Weight ``k**-DECAY`` of the k-th iterate in the running average of ``log T``
 #: that the sampling phase uses (the averaging of dual averaging's ``x_bar``).
 AVERAGING_DECAY = 0.5
@@ -156,6 +159,8 @@ def hmc_move(
     *,
     max_delta_energy: float,
     forward_mode_differentiation: bool = False,
+    max_steps: ArrayLike | None = None,
+    log_weight: Callable | None = None,
 ) -> TrajectoryMove:
     """One Metropolis-adjusted HMC iteration of ``num_steps`` leapfrog steps.
 
@@ -170,8 +175,17 @@ def hmc_move(
     step_size : float
         Leapfrog step ``eps``.
     num_steps : int
-        Leapfrog steps (an unbatched value when chains are vectorised, so that
-        the loop is one loop for all of them).
+        Leapfrog steps.
+    max_steps : int, optional
+        An unbatched bound on ``num_steps`` when chains are vectorised and
+        ``num_steps`` is per chain: the loop runs ``max_steps`` steps for all
+        of them and each chain keeps the state of its own last step.
+    log_weight : callable, optional
+        ``y -> log w(y)``: the move then leaves ``p(y) w(y)`` invariant instead
+        of ``p(y)`` (the trajectory is the same; the acceptance gains the factor
+        ``w(y') / w(y)``, which the returned ``accept_prob`` leaves out).
+        Ensemble mode uses it for the probability of the chain's mode label
+        given its position.
     metric : Metric
         Inverse mass matrix ``P`` with its factors; momenta are ``N(0, P^{-1})``.
     max_delta_energy : float
@@ -191,9 +205,17 @@ def hmc_move(
         potential_fn, euclidean_kinetic_energy, forward_mode_differentiation
     )
     start = IntegratorState(y, r, potential_energy, grad)
-    end = jax.lax.fori_loop(
-        0, num_steps, lambda _, s: update(step_size, inverse_mass_matrix, s), start
-    )
+    if max_steps is None:
+        end = jax.lax.fori_loop(
+            0, num_steps, lambda _, s: update(step_size, inverse_mass_matrix, s), start
+        )
+    else:
+
+        def masked(k, s):
+            new = update(step_size, inverse_mass_matrix, s)
+            return jax.tree.map(lambda a, b: jnp.where(k < num_steps, a, b), new, s)
+
+        end = jax.lax.fori_loop(0, max_steps, masked, start)
 
     energy = potential_energy + euclidean_kinetic_energy(inverse_mass_matrix, r)
     energy_new = end.potential_energy + euclidean_kinetic_energy(inverse_mass_matrix, end.r)
@@ -202,9 +224,17 @@ def hmc_move(
         jnp.isfinite(energy_new) & jnp.all(jnp.isfinite(end.z_grad)) & jnp.all(jnp.isfinite(end.z))
     )
     # NaN compares False: test the negation so that a NaN energy error diverges too
-    diverging = ~finite | ~(delta <= max_delta_energy)
+    diverging = ~finite | ~(delta <= max_delta_energy + energy_rounding(energy, energy_new))
     accept_prob = jnp.where(diverging, 0.0, jnp.exp(jnp.minimum(-delta, 0.0))).astype(dtype)
-    accepted = random.uniform(key_accept, dtype=dtype) < accept_prob
+    u = random.uniform(key_accept, dtype=dtype)
+    accepted = u < accept_prob
+    if log_weight is not None:
+        # the weight's factor rejects moves too (a weight of zero at the end always, and
+        # that is not a divergence); accept_prob stays the trajectory's own, which the
+        # step size adapts to
+        gain = log_weight(jnp.where(finite, end.z, y)) - log_weight(y)
+        factor = jnp.exp(jnp.minimum(jnp.where(jnp.isnan(gain), -jnp.inf, gain), 0.0))
+        accepted = u < accept_prob * factor
     proposal = jnp.where(finite, end.z, y)
     return TrajectoryMove(
         y=jnp.where(accepted, end.z, y),
@@ -259,8 +289,15 @@ def update_trajectory(
     step = LEARNING_RATE * g / (jnp.sqrt(corrected) + 1e-12)
     step = jnp.clip(step, -MAX_LOG_UPDATE, MAX_LOG_UPDATE)
     log_length = jnp.log(state.length) + step
-    # a trajectory never shorter than one step, nor longer than the most steps
-    log_length = jnp.clip(log_length, jnp.log(step_size), jnp.log(MAX_NUM_STEPS * step_size))
+    # never longer than the most steps.  The floor is a tenth of a step, not a step:
+    # dual averaging's first iterate after every restart is ten times the step it
+    # restarts from, and a floor of one step lifted the length to it at once (to
+    # ten times the ChEES optimum of a Gaussian, where Adam then left it)
+    log_length = jnp.clip(
+        log_length,
+        jnp.log(step_size / MIN_LENGTH_IN_STEPS),
+        jnp.log(MAX_NUM_STEPS * step_size),
+    )
     weight = count.astype(log_length.dtype) ** -AVERAGING_DECAY
     return state._replace(
         length=jnp.exp(log_length),
@@ -277,6 +314,7 @@ def final_length(state: TrajectoryState) -> jax.Array:
 
 __all__ = [
     "MAX_NUM_STEPS",
+    "MIN_LENGTH_IN_STEPS",
     "TrajectoryMove",
     "TrajectoryState",
     "chees_gradient",
