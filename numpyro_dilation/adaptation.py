@@ -224,16 +224,28 @@ class WindowAdapter(NamedTuple):
     end_window : callable
         ``state -> AdaptState``: the new mass matrix from the window's sums.
     end_window_pooled : callable
-        ``states -> AdaptState``: the same for a batch of vectorised chains,
-        from the mean of their *within-chain* covariances (chains in different
-        modes do not inflate it), computed once and shared by every chain.
+        ``(states, labels, slot_metrics, slot_steps) -> (states, slot_metrics, ok)``:
+        the same for a batch of vectorised chains grouped into mode slots
+        (``labels``, one per chain; ``slot_metrics`` and ``slot_steps`` hold each
+        slot's current metric and step size): each slot's new metric comes from
+        the mean of its chains' *within-chain* covariances (chains in other
+        modes do not inflate it), computed once per slot and given to each of
+        its chains; ``ok`` says, per slot, whether the window could estimate it.
     update_step_size : callable
         ``(i, accept_prob, state) -> AdaptState``: one dual-averaging step (on
         :func:`pooled_acceptance` of the chains when they adapt together).
+    step_size_update : callable
+        ``(i, accept_prob, ss_state) -> (ss_state, step_size)``: the same step on
+        a bare dual-averaging state (one per mode slot of vectorised chains).
     is_window_end : callable
         ``i -> bool``: whether iteration ``i`` closes an estimating window.  It
         depends on ``i`` alone, so vectorised chains can branch on it once for
         all chains instead of computing ``end_window`` at every iteration.
+    adapt_step_size : bool
+        Whether dual averaging runs at all.
+    last_window_end : int
+        The last iteration of the last estimating window (-1 if none): the
+        warmup after it adapts the step size alone.
     """
 
     init: Callable
@@ -241,7 +253,10 @@ class WindowAdapter(NamedTuple):
     end_window: Callable
     end_window_pooled: Callable
     update_step_size: Callable
+    step_size_update: Callable
     is_window_end: Callable
+    adapt_step_size: bool
+    last_window_end: int
 
 
 def window_adapter(
@@ -349,38 +364,55 @@ def window_adapter(
     def end_window(state):
         return fresh_window(metric_from(*window_covariances(state), state))
 
-    def end_window_pooled(states):
+    def end_window_pooled(states, labels, slot_metrics, slot_steps):
         position_cov, gradient_cov, n = jax.vmap(window_covariances)(states)
-        # within-chain covariances, averaged: the W of R-hat
-        chain0 = jax.tree.map(lambda x: x[0], states)
-        metric, ok = new_metric(
-            jnp.mean(position_cov, axis=0),
-            jnp.mean(gradient_cov, axis=0),
-            jnp.sum(n),
-            chain0.metric,
+
+        def slot_metric(args):
+            # within-chain covariances of the slot's chains, averaged: the W of R-hat
+            k, old = args
+            member = labels == k
+            count = jnp.sum(member)
+
+            def mean(x):
+                mask = jnp.reshape(member, member.shape + (1,) * (x.ndim - 1))
+                return jnp.sum(jnp.where(mask, x, 0.0), axis=0) / jnp.maximum(count, 1)
+
+            def estimate(old):
+                return new_metric(
+                    mean(position_cov), mean(gradient_cov), jnp.sum(jnp.where(member, n, 0)), old
+                )
+
+            # an empty slot keeps its metric without the factorisations
+            return jax.lax.cond(count > 0, estimate, lambda old: (old, jnp.array(False)), old)
+
+        # one slot at a time: a batch of LAPACK calls is what jaxlib's CPU thread
+        # pool can deadlock on
+        num_slots = slot_steps.shape[0]
+        metrics, ok = jax.lax.map(slot_metric, (jnp.arange(num_slots), slot_metrics))
+
+        def chain_values(x):
+            return x[labels]
+
+        metric = jax.tree.map(chain_values, metrics)
+        # each chain keeps its own curvature, carried into its slot's new metric
+        curvature = jax.vmap(carried_curvature)(states.curvature, states.metric, metric, ok[labels])
+        ss_state = jax.vmap(lambda h: ss_init(jnp.log(10.0) + jnp.log(h)))(slot_steps[labels])
+        states = jax.vmap(fresh_window)(
+            states._replace(metric=metric, curvature=curvature, ss_state=ss_state)
         )
-        # the chains share the metric (old and new), each keeps its own curvature
-        curvature = carried_curvature(states.curvature, chain0.metric, metric, ok)
-        ss_state = ss_init(jnp.log(10.0) + jnp.log(chain0.step_size))
-        num_chains = n.shape[0]
-        return jax.vmap(fresh_window)(
-            states._replace(
-                metric=jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains,) + x.shape), metric),
-                curvature=curvature,
-                ss_state=jax.tree.map(
-                    lambda x: jnp.broadcast_to(x, (num_chains,) + jnp.shape(x)), ss_state
-                ),
-            )
-        )
+        return states, metrics, ok
+
+    def step_size_update(i, accept_prob, ss_state):
+        ss_state = ss_update(target_accept_prob - accept_prob, ss_state)
+        log_step, log_step_avg, *_ = ss_state
+        step_size = jnp.exp(jnp.where(i == num_warmup - 1, log_step_avg, log_step))
+        finfo = jnp.finfo(jnp.result_type(step_size))
+        return ss_state, jnp.clip(step_size, finfo.tiny, finfo.max)
 
     def update_step_size(i, accept_prob, state):
         if not adapt_step_size:
             return state
-        ss_state = ss_update(target_accept_prob - accept_prob, state.ss_state)
-        log_step, log_step_avg, *_ = ss_state
-        step_size = jnp.exp(jnp.where(i == num_warmup - 1, log_step_avg, log_step))
-        finfo = jnp.finfo(jnp.result_type(step_size))
-        step_size = jnp.clip(step_size, finfo.tiny, finfo.max)
+        ss_state, step_size = step_size_update(i, accept_prob, state.ss_state)
         return state._replace(ss_state=ss_state, step_size=step_size)
 
     def update(i, accept_prob, y, grad, state, adapt_step=True):
@@ -409,7 +441,15 @@ def window_adapter(
         )
 
     return WindowAdapter(
-        init, update, end_window, end_window_pooled, update_step_size, is_window_end
+        init,
+        update,
+        end_window,
+        end_window_pooled,
+        update_step_size,
+        step_size_update,
+        is_window_end,
+        adapt_step_size,
+        int(window_ends[window_estimates].max()) if window_estimates.any() else -1,
     )
 
 

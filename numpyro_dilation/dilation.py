@@ -34,17 +34,20 @@ import jax.numpy as jnp
 from jax import random, vmap
 from jax.flatten_util import ravel_pytree
 
-from numpyro_dilation import path, trajectory
+from numpyro_dilation import path, pooling, trajectory
 from numpyro_dilation.adaptation import (
     AdaptState,
     WindowAdapter,
     initial_curvature,
-    pooled_acceptance,
     restart_dual_averaging,
     running_mean,
     update_curvature,
 )
 from numpyro_dilation.langevin import MAX_DELTA_ENERGY, langevin_move
+from numpyro_dilation.locate import locate
+from numpyro_dilation.metric import variances
+from numpyro_dilation.modes import chain_search, mode_log_probs
+from numpyro_dilation.modes import fit_cost as modes_fit_cost
 from numpyro_dilation.trajectory import TrajectoryMove
 
 #: Stationary kernels after the annealing.
@@ -117,6 +120,10 @@ class DilationState(NamedTuple):
     convergence : numpyro_dilation.convergence.ConvergenceState or None
         Running sums for the online convergence checks, kept up to date by the
         kernel (:mod:`numpyro_dilation.convergence`); ``None`` turns them off.
+    modes : numpyro_dilation.pooling.ModeState or None
+        Vectorised chains only: the posterior's modes as the chains found them,
+        each chain's mode label and each mode's shared adaptation
+        (:mod:`numpyro_dilation.pooling`).
     """
 
     i: jax.Array
@@ -140,6 +147,7 @@ class DilationState(NamedTuple):
     ensemble: Any = None
     nuts: Any = None
     convergence: Any = None
+    modes: Any = None
 
 
 class DilationSettings(NamedTuple):
@@ -243,6 +251,11 @@ def init(
     adapt_state = adapter.init(size, step_size, inverse_mass_matrix, flat.dtype)
     grads = 1
     if num_anneal_steps > 0 and size > 0:
+        # a centre far outside the posterior is first moved towards it (the annealing
+        # could not leave it): the dilation then centres there
+        located = locate(pag, c, pe, grad)
+        c, pe, grad = located.y, located.potential_energy, located.grad
+        grads += located.num_grad_evals
         # the annealing's first step must not be sized for a curvature of 1
         curvature = initial_curvature(pag, c, grad, adapt_state.metric, adapt_state.curvature)
         adapt_state = adapt_state._replace(curvature=curvature)
@@ -394,7 +407,9 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
     def trajectory_jitter(i):
         return 1.0 - trajectory.halton(i)
 
-    def move_of(state, i, num_anneal, num_warmup, potential_fn, num_steps):
+    def move_of(
+        state, i, num_anneal, num_warmup, potential_fn, num_steps, max_steps=None, log_weight=None
+    ):
         """The Langevin move while annealing (and with MALA), HMC at t = 1."""
         _, unravel = ravel_pytree(state.z)
         dtype = state.y.dtype
@@ -423,6 +438,7 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
                 center=state.center,
                 contraction=path.contraction(state.t, t_next),
                 max_delta_energy=MAX_DELTA_ENERGY,
+                log_weight=log_weight,
             )
             return TrajectoryMove(
                 *move,
@@ -442,6 +458,8 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
                 adapt.metric,
                 max_delta_energy=MAX_DELTA_ENERGY,
                 forward_mode_differentiation=settings.forward_mode_differentiation,
+                max_steps=max_steps,
+                log_weight=log_weight,
             )
             return move, adapt.step_size
 
@@ -454,13 +472,21 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
         return move, step_size, t_next, rng_key
 
     def transition_with_move(
-        state: DilationState, i, num_anneal, num_warmup, num_steps, potential_fn, pooled
+        state: DilationState,
+        i,
+        num_anneal,
+        num_warmup,
+        num_steps,
+        max_steps,
+        potential_fn,
+        pooled,
+        log_weight=None,
     ):
         _, unravel = ravel_pytree(state.z)
         d = state.y.size
         annealing = i < num_anneal
         move, step_size, t_next, rng_key = move_of(
-            state, i, num_anneal, num_warmup, potential_fn, num_steps
+            state, i, num_anneal, num_warmup, potential_fn, num_steps, max_steps, log_weight
         )
         # A rejected annealing step keeps the rescaled position y: in the original
         # coordinates the particle is dilated from level t to t_next, which maps a
@@ -496,6 +522,7 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
             ensemble=state.ensemble,
             nuts=state.nuts,
             convergence=state.convergence,
+            modes=state.modes,
         )
         return new_state, move
 
@@ -503,7 +530,7 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
         if num_steps is None:
             num_steps = steps_of(state.adapt_state, i, num_warmup)
         new_state, _ = transition_with_move(
-            state, i, num_anneal, num_warmup, num_steps, potential_fn, False
+            state, i, num_anneal, num_warmup, num_steps, None, potential_fn, False
         )
         return new_state
 
@@ -514,79 +541,162 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
             i, trajectory_length(adapt, i, num_warmup), adapt.step_size
         )
 
-    def pooled_update(previous, state, move, i):
-        """Step size, and trajectory length, adapted once for all vectorised chains."""
-        adapt = state.adapt_state
-        chain0 = jax.tree.map(lambda x: x[0], adapt)
-        shared = adapter.update_step_size(i, pooled_acceptance(move.accept_prob), chain0)
-        if hmc and settings.adapt_trajectory_length:
-            gradients = jax.vmap(chees_gradient_of)(previous, move, adapt.trajectory.center)
-            weights = jnp.where(move.diverging, 0.0, move.accept_prob)
-            gradient = jnp.sum(weights * gradients) / (jnp.sum(weights) + 1e-12)
-            traj = trajectory.update_trajectory(
-                chain0.trajectory, gradient, trajectory_jitter(i), chain0.step_size
-            )
-            lengths = jax.tree.map(
-                lambda x: jnp.broadcast_to(x, adapt.trajectory.length.shape + jnp.shape(x)),
-                traj._replace(center=None),
-            )
-            adapt = adapt._replace(trajectory=lengths._replace(center=adapt.trajectory.center))
-
-        def broadcast(x):
-            return jnp.broadcast_to(x, adapt.step_size.shape + jnp.shape(x))
-
-        adapt = adapt._replace(
-            step_size=broadcast(shared.step_size), ss_state=jax.tree.map(broadcast, shared.ss_state)
+    def search_from(state, i, potential_fn):
+        """The end of a lone chain's annealing: move to a basin of more mass, if one is near."""
+        _, unravel = ravel_pytree(state.z)
+        pag = flat_potential_and_grad(potential_fn, unravel, settings.forward_mode_differentiation)
+        scale = jnp.sqrt(variances(state.adapt_state.inverse_mass_matrix))
+        y, potential, grad, moved, cost = chain_search(
+            random.fold_in(state.rng_key, i),
+            state.y,
+            state.potential_energy,
+            state.y_grad,
+            scale,
+            pag,
         )
-        return state._replace(adapt_state=adapt)
+        trajectory = state.adapt_state.trajectory
+        return state._replace(
+            y=y,
+            z=unravel(y),
+            potential_energy=potential,
+            y_grad=grad,
+            num_grad_evals=state.num_grad_evals + cost,
+            adapt_state=state.adapt_state._replace(
+                trajectory=trajectory._replace(center=jnp.where(moved, y, trajectory.center))
+            ),
+        )
+
+    def pooled_update(previous, state, move, i):
+        """Step size, and trajectory length, adapted once per mode for vectorised chains."""
+        chees = None
+        if hmc and settings.adapt_trajectory_length:
+            gradients = jax.vmap(chees_gradient_of)(
+                previous, move, state.adapt_state.trajectory.center
+            )
+            weights = jnp.where(move.diverging, 0.0, move.accept_prob)
+            chees = (gradients, weights, trajectory_jitter(i))
+        modes, adapt = pooling.update(
+            state.modes, state.adapt_state, i, move.accept_prob, adapter, chees
+        )
+        return state._replace(modes=modes, adapt_state=adapt)
 
     def pooled_start(state):
         """At the end of the annealing, one starting step (and length) for all chains."""
-        adapt = state.adapt_state
-        curvature = jnp.median(adapt.curvature)
-        restarted = jax.vmap(restart_dual_averaging, in_axes=(0, None))(
-            adapt, initial_step_size(curvature, settings.stationary)
+        curvature = jnp.median(state.adapt_state.curvature)
+        modes, adapt = pooling.start(
+            state.modes,
+            state.adapt_state,
+            initial_step_size(curvature, settings.stationary),
+            jax.lax.rsqrt(curvature) if hmc else None,
+            settings.adapt_step_size,
         )
-        if settings.adapt_step_size:
-            adapt = restarted
-        if hmc:
-            length = jnp.broadcast_to(jax.lax.rsqrt(curvature), adapt.trajectory.length.shape)
-            adapt = adapt._replace(
-                trajectory=adapt.trajectory._replace(length=length, log_length_avg=jnp.log(length))
-            )
-        return state._replace(adapt_state=adapt)
+        return state._replace(modes=modes, adapt_state=adapt)
 
-    def step(state: DilationState, potential_fn, batched: bool) -> DilationState:
+    def pooled_window_end(state, i, num_anneal, potential_fn):
+        """Close a mass-matrix window; after the annealing, refit the modes first."""
+
+        def annealing(state):
+            modes, adapt = pooling.end_window(state.modes, state.adapt_state, adapter, refit=False)
+            return state._replace(modes=modes, adapt_state=adapt)
+
+        def stationary(state):
+            _, unravel = ravel_pytree(jax.tree.map(lambda x: x[0], state.z))
+            pag = flat_potential_and_grad(
+                potential_fn, unravel, settings.forward_mode_differentiation
+            )
+            modes, adapt = pooling.end_window(
+                state.modes,
+                state.adapt_state,
+                adapter,
+                refit=True,
+                rng_key=random.fold_in(state.rng_key[0], i),
+                y=state.y,
+                potential_and_grad=pag,
+            )
+            # the map's descents and barriers, shared out over the chains
+            n = state.y.shape[0]
+            cost = -(-modes_fit_cost(n, modes.step_size.shape[0]) // n)
+            return state._replace(
+                modes=modes, adapt_state=adapt, num_grad_evals=state.num_grad_evals + cost
+            )
+
+        if state.modes.step_size.shape[0] == 1:
+            # one slot: a single mode, nothing to refit
+            return annealing(state)
+        return jax.lax.cond(i >= num_anneal, stationary, annealing, state)
+
+    def step(
+        state: DilationState, potential_fn, batched: bool, label_weights=None
+    ) -> DilationState:
+        """One iteration; ``label_weights``, ``(gaussians, on)``, makes each vectorised chain's
+        local move leave the posterior times the probability of its mode label invariant
+        (ensemble mode, see :func:`numpyro_dilation.modes.mode_log_probs`) where ``on``."""
         i, num_anneal, num_warmup = phases(state, batched)
         if not batched:
             state = transition(state, i, num_anneal, num_warmup, potential_fn)
-            end_window = adapter.end_window
-        else:
-            # The phase counters and the number of leapfrog steps go in unbatched, so
-            # that the warmup-only work stays behind a real branch and the leapfrog loop
-            # is one loop for all chains (the adaptation is shared, so is the length).
-            chain0 = jax.tree.map(lambda x: x[0], state.adapt_state)
-            num_steps = steps_of(chain0, i, num_warmup)
-            previous = state
-            state, move = vmap(
-                partial(transition_with_move, potential_fn=potential_fn, pooled=True),
-                in_axes=(0, None, None, None, None),
-            )(state, i, num_anneal, num_warmup, num_steps)
-            state = jax.lax.cond(
-                (i >= num_anneal) & (i < num_warmup),
-                lambda s: pooled_update(previous, s, move, i),
-                lambda s: s,
-                state,
+            if state.y.size > 0:
+                # a chain adapting alone looks for a basin of more mass when it reaches t = 1
+                state = jax.lax.cond(
+                    i == num_anneal - 1,
+                    lambda s: search_from(s, i, potential_fn),
+                    lambda s: s,
+                    state,
+                )
+            adapt_state = jax.lax.cond(
+                adapter.is_window_end(i) & (i < num_warmup),
+                adapter.end_window,
+                lambda a: a,
+                state.adapt_state,
             )
-            state = jax.lax.cond(i == num_anneal - 1, pooled_start, lambda s: s, state)
-            end_window = adapter.end_window_pooled
-        adapt_state = jax.lax.cond(
-            adapter.is_window_end(i) & (i < num_warmup),
-            end_window,
-            lambda a: a,
-            state.adapt_state,
+            return state._replace(adapt_state=adapt_state)
+        # The phase counters and the loop bound of the leapfrog steps go in unbatched,
+        # so that the warmup-only work stays behind a real branch and the leapfrog
+        # loop is one loop for all chains (each stops at its own mode's length).
+        modes = state.modes
+        previous = state._replace(modes=None)
+        if hmc:
+            num_steps = jax.vmap(steps_of, in_axes=(0, None, None))(
+                previous.adapt_state, i, num_warmup
+            )
+            max_steps, steps_axis = jnp.max(num_steps), 0
+        else:
+            num_steps, max_steps, steps_axis = 1, None, None
+
+        def one_chain(chain, num_steps, label):
+            log_weight = None
+            if label_weights is not None:
+                gaussians, on = label_weights
+
+                def log_weight(y):
+                    return jnp.where(on, mode_log_probs(gaussians, y[None])[0, label], 0.0)
+
+            return transition_with_move(
+                chain,
+                i,
+                num_anneal,
+                num_warmup,
+                num_steps,
+                max_steps,
+                potential_fn,
+                True,
+                log_weight,
+            )
+
+        chains, move = vmap(one_chain, in_axes=(0, steps_axis, 0))(previous, num_steps, modes.label)
+        state = chains._replace(modes=modes)
+        state = jax.lax.cond(
+            (i >= num_anneal) & (i < num_warmup),
+            lambda s: pooled_update(previous, s, move, i),
+            lambda s: s,
+            state,
         )
-        return state._replace(adapt_state=adapt_state)
+        state = jax.lax.cond(i == num_anneal - 1, pooled_start, lambda s: s, state)
+        return jax.lax.cond(
+            adapter.is_window_end(i) & (i < num_warmup),
+            lambda s: pooled_window_end(s, i, num_anneal, potential_fn),
+            lambda s: s,
+            state,
+        )
 
     return DilationKernel(transition, step)
 
