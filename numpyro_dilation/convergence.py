@@ -153,9 +153,7 @@ def batch_index(k: jax.Array, length: jax.Array) -> jax.Array:
     return h * per_half + jnp.minimum(((k - h * half) * per_half) // half, per_half - 1)
 
 
-def update(
-    state: ConvergenceState, y: jax.Array, k: jax.Array, length: jax.Array, diverging=False
-):
+def update(state: ConvergenceState, y: jax.Array, k: jax.Array, length: jax.Array, diverging=False):
     """Add the flat position ``y`` of one chain at window position ``k`` (``k = 0`` restarts).
 
     Parameters

@@ -93,11 +93,109 @@ def warn_if_unhealthy(
         )
 
 
+#: The fraction of draws in a mode differs between the halves of a sampling block
+#: when the difference exceeds this many Monte Carlo standard errors ...
+MODE_HALVES_Z = 4.0
+#: ... and this much (smaller differences do not matter whatever the error).
+MODE_HALVES_MIN_DIFFERENCE = 0.01
+
+
+def mode_components(visited: np.ndarray) -> np.ndarray:
+    """Group modes that some chain visited together: ``(n, C) bool -> (C,)`` component ids.
+
+    Two modes are connected when one chain visited both during the block; each
+    mode's id is the smallest mode it is connected to.
+    """
+    visited = np.asarray(visited, dtype=bool)
+    together = (visited.T.astype(int) @ visited.astype(int)) > 0
+    label = np.arange(visited.shape[1])
+    for _ in range(visited.shape[1]):
+        label = np.min(np.where(together, label[None, :], visited.shape[1]), axis=1)
+        label = np.minimum(label, np.arange(visited.shape[1]))
+    return label
+
+
+def warn_if_modes_not_equilibrated(iteration, block_start, occupancy, ensemble: bool) -> None:
+    """Warn when the chains' modes show that the mode weights cannot be trusted.
+
+    Parameters
+    ----------
+    iteration, block_start : int
+        Last iteration of the sampling block checked, and its first (0-based).
+    occupancy : array of int, shape (n, 2, C)
+        Per chain, iterations spent in each mode in the block's first and second half.
+    ensemble : bool
+        Whether mode moves ran (``ensemble=True``), for the advice.
+
+    Two findings are reported: modes that hold draws although no chain moved
+    between them during the block (their weights are those the warmup left),
+    and a fraction of draws in a mode that differs between the block's halves
+    by more than :data:`MODE_HALVES_Z` Monte Carlo standard errors (chains
+    are independent during sampling, so the spread of the per-chain
+    differences gives the error).
+    """
+    occupancy = np.asarray(occupancy, dtype=float)
+    if occupancy.ndim != 3 or occupancy.shape[0] < 2:
+        return
+    total = occupancy.sum(axis=(0, 1))
+    occupied = np.flatnonzero(total > 0)
+    if occupied.size < 2:
+        return
+    advice = (
+        "run more chains or a longer warmup, so that every mode holds chains when the"
+        " mode moves are tuned"
+        if ensemble
+        else "use DilationLangevin(..., ensemble=True) with chain_method='vectorized' and"
+        " 64 or more chains, whose mode moves carry chains between modes"
+    )
+    where = f"sampling iterations {int(block_start)}-{int(iteration)}"
+    visited = occupancy.sum(axis=1) > 0
+    groups = mode_components(visited)[occupied]
+    fractions = total[occupied] / total.sum()
+    if np.unique(groups).size > 1:
+        parts = ", ".join(
+            "{" + ", ".join(f"{f:.3f}" for f in fractions[groups == g]) + "}"
+            for g in np.unique(groups)
+        )
+        warnings.warn(
+            f"DilationLangevin: the chains sit in {occupied.size} separate modes of the"
+            f" posterior, and no chain moved between some of them during {where}"
+            f" (fractions of the draws by group of connected modes: {parts}).  The"
+            " fraction of draws in each mode is what the warmup left, not the posterior's"
+            f" mass, so the mode weights cannot be trusted; {advice}.",
+            SamplerHealthWarning,
+            stacklevel=2,
+        )
+        return
+    half = occupancy.sum(axis=2, keepdims=True)
+    share = occupancy / np.maximum(half, 1)  # per chain, fraction of each half in each mode
+    difference = share[:, 0, occupied] - share[:, 1, occupied]
+    mean = difference.mean(axis=0)
+    error = difference.std(axis=0, ddof=1) / np.sqrt(difference.shape[0])
+    flagged = (np.abs(mean) > MODE_HALVES_Z * error) & (np.abs(mean) > MODE_HALVES_MIN_DIFFERENCE)
+    if flagged.any():
+        worst = int(np.argmax(np.where(flagged, np.abs(mean) / np.maximum(error, 1e-12), 0)))
+        warnings.warn(
+            f"DilationLangevin: the fraction of draws in a mode changed between the halves"
+            f" of {where}: {share[:, 0, occupied[worst]].mean():.3f} in the first half,"
+            f" {share[:, 1, occupied[worst]].mean():.3f} in the second ({abs(mean[worst]):.3f}"
+            f" apart, {abs(mean[worst]) / max(error[worst], 1e-12):.1f} Monte Carlo standard"
+            " errors).  The chains had not settled in the modes with the posterior's"
+            f" weights, so the mode weights cannot be trusted; {advice}.",
+            SamplerHealthWarning,
+            stacklevel=2,
+        )
+
+
 __all__ = [
     "CHECK_EVERY",
     "MAX_STEP_SIZE",
     "MIN_MEAN_ACCEPT_PROB",
     "MIN_STEP_SIZE",
+    "MODE_HALVES_MIN_DIFFERENCE",
+    "MODE_HALVES_Z",
     "SamplerHealthWarning",
+    "mode_components",
+    "warn_if_modes_not_equilibrated",
     "warn_if_unhealthy",
 ]

@@ -24,7 +24,7 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import ParamInfo, initialize_model
 from numpyro.util import identity, is_prng_key
 
-from numpyro_dilation import convergence, dilation, ensemble, nuts, path
+from numpyro_dilation import convergence, dilation, ensemble, nuts, path, pooling
 from numpyro_dilation._checks import (
     check_continuous_latents,
     check_dimensions,
@@ -43,7 +43,12 @@ from numpyro_dilation.adaptation import (
     window_adapter,
 )
 from numpyro_dilation.dilation import DilationSettings, DilationState
-from numpyro_dilation.health import CHECK_EVERY, SamplerHealthWarning, warn_if_unhealthy
+from numpyro_dilation.health import (
+    CHECK_EVERY,
+    SamplerHealthWarning,
+    warn_if_modes_not_equilibrated,
+    warn_if_unhealthy,
+)
 
 # Defaults, from the measurements in docs/how-it-works.md (4-mode mixtures in
 # d = 2, 8, 32, 256 chains; the six posteriordb posteriors):
@@ -78,9 +83,10 @@ class DilationLangevin(MCMCKernel):
     a jittered trajectory length tuned by ChEES, or single-step MALA, or
     NumPyro's own NUTS.  The rest of warmup adapts its step size (dual
     averaging) and mass matrix (Stan's windows, from positions and gradients);
-    vectorised chains adapt together (one step size from their mean
-    acceptance, one metric from their mean within-chain covariance, one
-    trajectory length).  The draws are exact.
+    vectorised chains adapt together with the chains of their own mode (one
+    step size from their geometric-mean acceptance, one metric from their mean
+    within-chain covariance, one trajectory length per mode).  The draws are
+    exact.
 
     Parameters
     ----------
@@ -150,18 +156,18 @@ class DilationLangevin(MCMCKernel):
         log-eigenvalue space (of its correlation matrix when its eigenvalues
         span beyond float32's resolution), with Stan's weight ``5 / (n + 5)``.
     ensemble : bool, default False
-        Ensemble mode: after each chain's own step, move the chains with
-        population proposals built from the other half of the chains
-        (differential evolution, translations between cluster centres and
-        independence draws from a Gaussian mixture fitted to the other half),
-        each accepted with its exact Metropolis-Hastings ratio, so that chains
-        jump between modes and mode weights come out right.  Needs
-        ``chain_method="vectorized"`` and at least 4 chains (64-1024 in
+        Ensemble mode: vectorised chains find the posterior's modes together
+        (scouts look for basins the chains missed), and every chain makes mode
+        moves, hops between the modes' Gaussians and independence draws from
+        their mixture, each accepted with its exact Metropolis-Hastings ratio,
+        so that chains change modes and the mode weights come out right.
+        Needs ``chain_method="vectorized"`` and at least 4 chains (64-1024 in
         practice).  Extra fields ``ensemble.num_mode_jumps``,
         ``ensemble.accept_prob``, ``ensemble.mean_accept_prob``,
         ``ensemble.num_proposals``, ``ensemble.num_accepted`` and the tuned
-        ``ensemble.move_probs``, ``ensemble.population_prob``,
-        ``ensemble.num_clusters``.  See the "Ensemble mode" page of the docs.
+        ``ensemble.move_probs`` and ``ensemble.mode_move_prob``; with or without
+        it, vectorised chains report ``modes.label`` and ``modes.num_modes``.
+        See the "Ensemble mode" page of the docs.
     stationary : {"hmc", "mala", "nuts"}, default "hmc"
         The kernel after the annealing.  ``"hmc"``: HMC whose number of
         leapfrog steps is ``ceil(u T / step)`` with a quasi-random jitter ``u``
@@ -195,8 +201,10 @@ class DilationLangevin(MCMCKernel):
     >>> mala = MCMC(DilationLangevin(model, stationary="mala"), num_warmup=200,
     ...             num_samples=200, progress_bar=False)
     >>> mala.run(jax.random.PRNGKey(0), extra_fields=("num_grad_evals",))
-    >>> int(mala.get_extra_fields()["num_grad_evals"][-1])  # one per iteration, plus 2 at init
-    402
+    >>> from numpyro_dilation.modes import chain_search_cost
+    >>> # one per iteration, 3 at init, and a lone chain's search for other basins
+    >>> int(mala.get_extra_fields()["num_grad_evals"][-1]) == 400 + 3 + chain_search_cost(3)
+    True
     """
 
     def __init__(
@@ -382,6 +390,12 @@ class DilationLangevin(MCMCKernel):
             state, step = self._with_nuts(
                 state, rng_key, step, num_adapt, dense, vectorized, model_args, model_kwargs
             )
+        if vectorized:
+            state = state._replace(
+                modes=pooling.init(
+                    state.adapt_state, state.y, pooling.num_slots_for(state.y.shape[0])
+                )
+            )
         # the end-of-warmup check needs an adaptation phase long enough to average over
         self._sample_fn = partial(
             self._sample,
@@ -390,6 +404,8 @@ class DilationLangevin(MCMCKernel):
             check=size > 0,
             check_warmup=num_adapt >= MIN_ADAPT_STEPS,
             leaves=site_leaves(one_chain_params),
+            last_window_end=adapter.last_window_end,
+            search_at=search_schedule(adapter, num_anneal),
         )
         if self._ensemble:
             state = ensemble.init(state)
@@ -417,7 +433,19 @@ class DilationLangevin(MCMCKernel):
 
     # ------------------------------------------------------------------ internals
 
-    def _sample(self, state, model_args, model_kwargs, step, batched, check, check_warmup, leaves):
+    def _sample(
+        self,
+        state,
+        model_args,
+        model_kwargs,
+        step,
+        batched,
+        check,
+        check_warmup,
+        leaves,
+        last_window_end,
+        search_at,
+    ):
         potential_fn = self._current_potential_fn(model_args, model_kwargs)
         sums = state.convergence
         if self._ensemble:
@@ -428,6 +456,8 @@ class DilationLangevin(MCMCKernel):
                 dilation.flat_potential_and_grad(
                     potential_fn, unravel, self._forward_mode_differentiation
                 ),
+                last_window_end,
+                search_at,
             )
         elif self._stationary == "nuts":
             state = step(state, potential_fn, batched, model_args, model_kwargs)
@@ -437,6 +467,8 @@ class DilationLangevin(MCMCKernel):
             self._check_health(state, batched, check_warmup)
         if check and sums is not None:
             state = self._check_convergence(state._replace(convergence=sums), batched, leaves)
+        if check and batched and state.modes is not None:
+            state = self._check_modes(state)
         return state
 
     def _with_nuts(
@@ -473,12 +505,15 @@ class DilationLangevin(MCMCKernel):
             run = partial(nuts_one, sample_kernel=sample_kernel)
             if batched:
                 run = vmap(run, in_axes=(0, None, None, None))
+
+            def nuts(s):
+                # NUTS adapts each chain alone: the modes' pooled state stays aside
+                chains = run(s._replace(modes=None), i == num_anneal, model_args, model_kwargs)
+                return chains._replace(modes=s.modes)
+
             # the phase is unbatched (vectorised chains share the counter): a real branch
             return jax.lax.cond(
-                i < num_anneal,
-                lambda s: step(s, potential_fn, batched),
-                lambda s: run(s, i == num_anneal, model_args, model_kwargs),
-                state,
+                i < num_anneal, lambda s: step(s, potential_fn, batched), nuts, state
             )
 
         return state, nuts_step
@@ -499,8 +534,15 @@ class DilationLangevin(MCMCKernel):
             state.convergence,
         )
         warn = partial(convergence.warn_if_not_converged, leaves=leaves)
+        report = (k >= 0) & (k == length - 1)
+        if self._ensemble:
+            # chains of an ensemble sit apart in the modes until its mode moves start,
+            # late in the warmup; the sampling checks judge whether they equilibrated
+            report = report & (
+                (i >= num_warmup) | (jnp.sum(jnp.isfinite(state.modes.log_weight)) < 2)
+            )
         jax.lax.cond(
-            (k >= 0) & (k == length - 1),
+            report,
             lambda c: jax.debug.callback(
                 warn, i >= num_warmup, i, c.count, c.mean, c.m2, c.divergences
             ),
@@ -508,6 +550,27 @@ class DilationLangevin(MCMCKernel):
             sums,
         )
         return state._replace(convergence=sums)
+
+    def _check_modes(self, state):
+        """Count the modes the chains' positions are in; warn from the host at a block's end."""
+        i, _, num_warmup = dilation.phases(state, True)
+        i = i - 1  # the counter has already moved past the iteration just run
+        position = (i - num_warmup) % CHECK_EVERY
+        sampling = i >= num_warmup
+        modes = jax.lax.cond(
+            sampling,
+            lambda m: pooling.count_occupancy(m, state.y, position, CHECK_EVERY),
+            lambda m: m,
+            state.modes,
+        )
+        warn = partial(warn_if_modes_not_equilibrated, ensemble=self._ensemble)
+        jax.lax.cond(
+            sampling & (position == CHECK_EVERY - 1),
+            lambda m: jax.debug.callback(warn, i, i - position, m.occupancy),
+            lambda m: None,
+            modes,
+        )
+        return state._replace(modes=modes)
 
     def _check_health(self, state, batched, check_warmup):
         """Warn from the host at the end of warmup and every CHECK_EVERY sampling iterations."""
@@ -565,6 +628,19 @@ class DilationLangevin(MCMCKernel):
         return init_params.z if isinstance(init_params, ParamInfo) else init_params
 
 
+def search_schedule(adapter, num_anneal: int) -> Callable:
+    """When ensemble mode searches for basins the chains missed: the annealing's last
+    iteration and the ends of the mass-matrix windows after it, but the last (whose
+    chains would have no window left to adapt in their new basins)."""
+    last = adapter.last_window_end
+
+    def search_at(i):
+        window = adapter.is_window_end(i) & (i >= num_anneal) & (i < last)
+        return (i == num_anneal - 1) | window
+
+    return search_at
+
+
 def site_leaves(params: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """``(name, shape)`` of each leaf of ``params`` in raveling order (to name flat coordinates).
 
@@ -583,4 +659,10 @@ def site_leaves(params: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
     return tuple((name(path), tuple(int(n) for n in jnp.shape(leaf))) for path, leaf in leaves)
 
 
-__all__ = ["DilationLangevin", "DilationState", "check_continuous_latents", "site_leaves"]
+__all__ = [
+    "DilationLangevin",
+    "DilationState",
+    "check_continuous_latents",
+    "search_schedule",
+    "site_leaves",
+]

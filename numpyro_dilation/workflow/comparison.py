@@ -368,8 +368,8 @@ def compare(
     >>> kernel = DilationLangevin(model, eps=0.5, stationary="mala")
     >>> result = compare(model, samplers={"dilation": kernel},
     ...                  num_warmup=100, num_samples=100, num_chains=2)
-    >>> result.samplers.loc["dilation", "grad_evals"]  # 2 chains x (2 + 100 + 100)
-    np.float64(404.0)
+    >>> result.samplers.loc["dilation", "grad_evals"]  # 2 chains x (3 + 100 + 100)
+    np.float64(406.0)
     >>> list(result.parameters.index)
     [('x[0]', 'dilation'), ('x[1]', 'dilation')]
     """
