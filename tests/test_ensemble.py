@@ -1,8 +1,9 @@
-"""Ensemble mode: population moves between the two halves of vectorised chains.
+"""Ensemble mode: mode moves between the modes that vectorised chains found.
 
 The statistical tests use targets whose answer is exact (mixture weights,
 Gaussian moments) and tolerances from the effective sample size of the
 quantity checked, so that an invariance bug in any move shows as a bias.
+The pure functions behind the moves are tested in ``test_modes.py``.
 """
 
 import jax
@@ -16,17 +17,17 @@ from numpyro.infer import MCMC
 
 from numpyro_dilation import DilationLangevin
 from numpyro_dilation import ensemble as population
-from tests.conftest import assert_mean_close, assert_sd_close, ess
+from tests.conftest import ess
 
 ENSEMBLE_FIELDS = (
     "num_grad_evals",
     "num_steps",
     "ensemble.num_mode_jumps",
     "ensemble.move_probs",
-    "ensemble.population_prob",
-    "ensemble.num_clusters",
+    "ensemble.mode_move_prob",
     "ensemble.num_proposals",
     "ensemble.num_accepted",
+    "modes.num_modes",
 )
 
 
@@ -111,63 +112,67 @@ def test_two_dimensional_unequal_mixture_weights_are_exact():
 # ------------------------------------------------------------------ exact moments (invariance)
 
 
-def test_gaussian_moments_are_exact_with_population_moves_forced():
-    """Every move type runs on every iteration after annealing, so a wrong MH ratio shows."""
-    cov = np.array([[1.0, 0.8, 0.0], [0.8, 1.0, -0.3], [0.0, -0.3, 0.5]])
-    mean = np.array([1.0, -2.0, 0.5])
-    prec = np.linalg.inv(cov)
+COV_A = np.array([[1.0, 0.8], [0.8, 1.0]])
+COV_B = np.array([[0.09, -0.05], [-0.05, 0.25]])
+MEAN_A, MEAN_B = np.array([-6.0, 2.0]), np.array([5.0, -1.0])
+W_AB = np.array([0.35, 0.65])
 
-    def potential(x):
-        return 0.5 * (x - mean) @ prec @ (x - mean)
 
-    mcmc = run_ensemble(potential_fn=potential, num_chains=32, num_warmup=200, num_samples=1000)
-    # freeze the tuning at "all moves, every iteration" so every MH ratio is exercised
-    kernel = mcmc.sampler
-    mcmc.warmup(jax.random.PRNGKey(2), init_params=jnp.zeros((32, 3)))
-    state = mcmc.post_warmup_state
-    settings = state.ensemble.settings._replace(
-        move_probs=jnp.full(3, 1.0 / 3, state.y.dtype),
-        population_prob=jnp.ones((), state.y.dtype),
+def two_shapes_potential(x):
+    def log_normal(mean, cov):
+        diff = x - mean
+        return -0.5 * diff @ np.linalg.inv(cov) @ diff - 0.5 * np.log(np.linalg.det(cov))
+
+    return -logsumexp(
+        jnp.stack(
+            [
+                jnp.log(W_AB[0]) + log_normal(MEAN_A, COV_A),
+                jnp.log(W_AB[1]) + log_normal(MEAN_B, COV_B),
+            ]
+        )
     )
-    ens = state.ensemble._replace(settings=settings)
-    mcmc.post_warmup_state = state._replace(ensemble=ens)
-    mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=ENSEMBLE_FIELDS)
-    assert kernel.is_ensemble_kernel
+
+
+def test_mode_weights_and_moments_are_exact_for_modes_of_different_shapes():
+    """Two modes, correlated one way and the other and of different widths: the
+    affine hops (with their Jacobian) and the independence draws must keep both
+    the weights and each mode's moments exact."""
+    mcmc = run_ensemble(potential_fn=two_shapes_potential, num_chains=64, num_samples=1500)
+    mcmc.run(jax.random.PRNGKey(2), init_params=jnp.zeros((64, 2)), extra_fields=ENSEMBLE_FIELDS)
     x = np.asarray(mcmc.get_samples(group_by_chain=True))
-    assert_mean_close(x, mean, np.sqrt(np.diag(cov)))
-    assert_sd_close(x, np.sqrt(np.diag(cov)))
-    # the correlation, through the variance of a sum and of a difference
-    for v in (np.array([1.0, 1.0, 0.0]), np.array([0.0, 1.0, 1.0])):
-        proj = x @ v
-        assert_sd_close(proj, np.sqrt(v @ cov @ v))
+    in_b = (x[..., 0] > 0).astype(int)
+    check_weights(in_b, W_AB)
     fields = mcmc.get_extra_fields(group_by_chain=True)
-    proposals = np.asarray(
-        fields["ensemble.num_proposals"][:, -1] - fields["ensemble.num_proposals"][:, 0]
-    )
     accepted = np.asarray(
         fields["ensemble.num_accepted"][:, -1] - fields["ensemble.num_accepted"][:, 0]
     )
-    assert np.all(proposals.sum(0) > 1000)  # every move type was tried many times ...
-    assert np.all(accepted.sum(0) > 100)  # ... and accepted: each MH ratio was exercised
+    assert np.all(accepted.sum(0) > 200)  # both moves were accepted many times
+    for mode, mean, cov in ((0, MEAN_A, COV_A), (1, MEAN_B, COV_B)):
+        inside = x[in_b == mode]
+        # within-mode moments, with a tolerance from the mode's indicator ESS
+        n_eff = ess((in_b == mode).astype(float)) * W_AB[mode]
+        sd = np.sqrt(np.diag(cov))
+        assert np.all(np.abs(inside.mean(0) - mean) < 4.5 * sd / np.sqrt(n_eff))
+        assert np.all(np.abs(inside.std(0) / sd - 1) < 4.5 * np.sqrt(0.5 / n_eff) + 0.02)
 
 
 # ------------------------------------------------------------------ the interface
 
 
 def test_tuning_is_frozen_after_warmup_and_diagnostics_are_recorded():
-    mcmc = run_ensemble(mixture_1d, num_chains=16, num_warmup=100, num_samples=100)
+    mcmc = run_ensemble(mixture_1d, num_chains=16, num_warmup=200, num_samples=100)
     mcmc.run(jax.random.PRNGKey(3), extra_fields=ENSEMBLE_FIELDS + ("ensemble.mean_accept_prob",))
     fields = mcmc.get_extra_fields(group_by_chain=True)
-    for name in ("ensemble.move_probs", "ensemble.population_prob", "ensemble.num_clusters"):
+    for name in ("ensemble.move_probs", "ensemble.mode_move_prob", "modes.num_modes"):
         values = np.asarray(fields[name])
         assert np.all(values == values[:1, :1]), name  # one setting shared by all chains, constant
+    assert int(fields["modes.num_modes"][0, 0]) == 2
     probs = np.asarray(fields["ensemble.move_probs"][0, 0])
     assert probs.shape == (len(population.MOVES),) and np.isclose(probs.sum(), 1.0)
     assert np.all(probs >= population.MIN_MOVE_PROB - 1e-6)
-    assert int(fields["ensemble.num_clusters"][0, 0]) in population.CLUSTER_CANDIDATES
     acc = np.asarray(fields["ensemble.mean_accept_prob"][:, -1])
-    assert acc.shape == (16, 3) and np.all((acc >= 0) & (acc <= 1) | np.isnan(acc))
-    # one gradient per leapfrog step, plus at most one for a population move
+    assert acc.shape == (16, 2) and np.all((acc >= 0) & (acc <= 1) | np.isnan(acc))
+    # while sampling: one gradient per leapfrog step, plus one for a mode move
     grads = np.asarray(fields["num_grad_evals"])
     steps = np.asarray(fields["num_steps"])[:, 1:]
     assert np.all(np.diff(grads, axis=1) >= steps) and np.all(np.diff(grads, axis=1) <= steps + 1)
@@ -206,91 +211,3 @@ def test_ensemble_needs_vectorized_chains_and_at_least_four(num_chains, chain_me
 def test_ensemble_argument_must_be_boolean():
     with pytest.raises(TypeError, match="ensemble"):
         DilationLangevin(mixture_1d, ensemble="yes")
-
-
-# ------------------------------------------------------------------ the block schedule
-
-
-@pytest.mark.parametrize("n", [4, 7, 32])
-def test_block_halves_partition_the_chains_and_alternate(n):
-    seen_active = set()
-    for block in range(-3, 5):
-        active, other = (np.asarray(x) for x in population.block_halves(n, jnp.asarray(block)))
-        assert len(active) == n // 2 and len(other) == n - n // 2
-        assert sorted(np.concatenate([active, other]).tolist()) == list(range(n))
-        nxt, _ = population.block_halves(n, jnp.asarray(block + 1))
-        assert not set(active.tolist()) & set(np.asarray(nxt).tolist())  # the halves alternate
-        seen_active |= set(active.tolist())
-    assert seen_active == set(range(n))  # with an odd n every chain gets moved in some block
-
-
-def test_clusters_are_fitted_once_per_block_from_the_other_half():
-    """Within a block the cached clusters are reused; a new block refits on its other half."""
-
-    def potential(x):
-        return mixture_2d_potential(x)
-
-    n = 32
-    kernel = DilationLangevin(potential_fn=potential, ensemble=True)
-    y0 = jnp.asarray(MEANS2[np.arange(n) % 4] + np.random.default_rng(0).normal(size=(n, 2)))
-    state = kernel.init(jax.random.split(jax.random.PRNGKey(5), n), 40, y0, (), {})
-    # structural test: put the chains at spread-out positions in the kernel's coordinates
-    state = state._replace(y=y0.astype(state.y.dtype))
-    ens = state.ensemble
-    settings = ens.settings
-    grad = jax.value_and_grad(potential)
-
-    def moves(key, state, cache, block):
-        return population.population_moves(key, state, settings, cache, block, grad)
-
-    block = jnp.asarray(0, ens.cache.block.dtype)
-    s1, stats1, cache1, refit1 = moves(jax.random.PRNGKey(0), state, ens.cache, block)
-    s2, _, cache2, refit2 = moves(jax.random.PRNGKey(1), s1, cache1, block)
-    assert bool(refit1) and not bool(refit2)
-    jax.tree.map(np.testing.assert_array_equal, cache1.clusters, cache2.clusters)
-    active, other = population.block_halves(n, block)
-    proposed = np.asarray(stats1[0])
-    assert proposed[np.asarray(active)].all() and not proposed[np.asarray(other)].any()
-    # the other half did not move, so its positions (and the clusters) are untouched
-    other = np.asarray(other)
-    np.testing.assert_array_equal(np.asarray(s2.y)[other], np.asarray(state.y)[other])
-    # the fitted centres are the other half's mode groups (in the kernel's coordinates)
-    y_other, label = np.asarray(state.y)[other], (np.arange(n) % 4)[other]
-    groups = np.stack([y_other[label == k].mean(0) for k in range(4)])
-    centers = np.asarray(cache1.clusters.centers)[: int(cache1.clusters.num_active)]
-    spread = np.abs(y_other - groups[label]).max()
-    assert np.min(np.linalg.norm(centers[:, None] - groups, axis=-1), axis=1).max() < spread
-    _, _, cache3, refit3 = moves(jax.random.PRNGKey(2), s2, cache2, block + 1)
-    assert bool(refit3) and int(cache3.block) == 1
-
-
-# ------------------------------------------------------------------ the proposals' random draws
-
-
-def test_uniform_ints_are_uniform_on_each_span():
-    """One word per integer, reduced modulo the span: every value in range, frequencies uniform."""
-    spans = jnp.asarray([7, 6, 1], jnp.uint32)
-    n = 70_000
-    ints = np.asarray(population.uniform_ints(jax.random.PRNGKey(0), (n, 3), spans))
-    assert ints.dtype == np.int32
-    assert (ints[:, 2] == 0).all()
-    for col, span in ((0, 7), (1, 6)):
-        counts = np.bincount(ints[:, col], minlength=span)
-        assert len(counts) == span  # nothing outside [0, span)
-        # each count is Binomial(n, 1/span): within 4.5 of its standard deviations
-        sd = np.sqrt(n * (1 / span) * (1 - 1 / span))
-        assert np.all(np.abs(counts - n / span) < 4.5 * sd), counts
-
-
-def test_categorical_inverse_cdf_matches_the_weights_and_skips_empty_slots():
-    weights = np.array([0.1, 0.0, 0.6, 0.3, 0.0])
-    log_w = jnp.log(jnp.asarray(weights, jnp.float32))  # -inf for the empty slots
-    n = 60_000
-    draws = np.asarray(population.categorical_inverse_cdf(jax.random.PRNGKey(1), log_w, n))
-    counts = np.bincount(draws, minlength=len(weights))
-    assert counts[1] == 0 and counts[4] == 0
-    sd = np.sqrt(n * weights * (1 - weights))
-    assert np.all(np.abs(counts - n * weights) <= 4.5 * sd + 1e-9), counts
-    # unnormalised log weights give the same categories
-    shifted = population.categorical_inverse_cdf(jax.random.PRNGKey(1), log_w + 3.0, n)
-    np.testing.assert_array_equal(np.asarray(shifted), draws)

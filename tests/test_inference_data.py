@@ -84,12 +84,13 @@ def test_dilation_groups_and_sample_stats(dilation_run):
     np.testing.assert_allclose(stats["acceptance_rate"], extra["accept_prob"])
     np.testing.assert_array_equal(stats["dilation_level"], 1.0)
     assert stats["diverging"].dtype == bool
-    # two gradients at initialisation (potential, curvature probe), one per leapfrog step
+    # three gradients at initialisation (potential, check of the start, curvature probe),
+    # one per leapfrog step
     steps = np.asarray(extra["num_steps"])
     warm_steps = np.asarray(record.extra_fields["num_steps"])
     assert np.all(steps >= 1) and np.all(warm_steps >= 1)
     np.testing.assert_array_equal(
-        stats["n_grad_evals"][:, 0], 2 + warm_steps.sum(axis=1) + steps[:, 0]
+        stats["n_grad_evals"][:, 0], 3 + warm_steps.sum(axis=1) + steps[:, 0]
     )
     np.testing.assert_array_equal(np.diff(stats["n_grad_evals"], axis=1), steps[:, 1:])
     assert np.all((stats["acceptance_rate"] >= 0) & (stats["acceptance_rate"] <= 1))

@@ -12,6 +12,7 @@ from numpyro import handlers
 from numpyro.infer import MCMC, init_to_value
 
 from numpyro_dilation import DilationLangevin, DilationState, SamplerHealthWarning
+from numpyro_dilation.modes import chain_search_cost
 
 from .conftest import run_python
 
@@ -66,14 +67,15 @@ def test_draws_are_constrained_with_deterministic_sites_and_extra_fields():
     for name in EXTRA:
         assert fields[name].shape == (50,), name
     np.testing.assert_array_equal(fields["t"], 1.0)
-    # one gradient per leapfrog step (one per annealing step), plus two at
-    # initialisation (the potential's and the curvature probe's)
+    # one gradient per leapfrog step (one per annealing step), three at initialisation
+    # (the potential's, the check of how far from the posterior the centre is, the
+    # curvature probe's), and the lone chain's search for other basins
     assert np.all(fields["num_steps"] >= 1)
     np.testing.assert_array_equal(np.diff(fields["num_grad_evals"]), fields["num_steps"][1:])
-    assert fields["num_grad_evals"][0] > 50 + 2  # 50 annealing steps, then HMC
+    assert fields["num_grad_evals"][0] > 50 + 3 + chain_search_cost(2)  # then HMC
     mala = run(DilationLangevin(normal_model, stationary="mala"), y=Y, extra_fields=EXTRA)
     np.testing.assert_array_equal(
-        mala.get_extra_fields()["num_grad_evals"], 100 + 2 + np.arange(1, 51)
+        mala.get_extra_fields()["num_grad_evals"], 100 + 3 + chain_search_cost(2) + np.arange(1, 51)
     )
     assert np.all((fields["accept_prob"] >= 0) & (fields["accept_prob"] <= 1))
     assert isinstance(mcmc.last_state, DilationState)
@@ -216,7 +218,7 @@ def test_pickled_mcmc_continues():
 
 
 def test_potential_fn_with_init_params():
-    U = lambda x: 0.5 * jnp.sum((x - 2.0) ** 2)  # noqa: E731
+    U = lambda x: 0.5 * jnp.sum((x - 2.0) ** 2)
     mcmc = run(
         DilationLangevin(potential_fn=U),
         num_chains=2,
@@ -385,7 +387,7 @@ def test_center_of_wrong_size():
 
 
 def test_nonfinite_centre_is_refused_at_init():
-    U = lambda x: jnp.where(jnp.all(x > 0.5), jnp.sum(x**2), jnp.inf)  # noqa: E731
+    U = lambda x: jnp.where(jnp.all(x > 0.5), jnp.sum(x**2), jnp.inf)
     mcmc = MCMC(
         DilationLangevin(potential_fn=U), num_warmup=100, num_samples=10, progress_bar=False
     )

@@ -75,8 +75,10 @@ def test_hmc_is_exact_on_a_correlated_gaussian(chain_method):
     draws = np.asarray(mcmc.get_samples(group_by_chain=True))
     assert_gaussian_moments(draws)
     fields = mcmc.get_extra_fields()
-    # multi-step: more than one leapfrog step per iteration on average
-    assert fields["num_steps"].mean() > 1.5
+    # multi-step: ChEES's jittered length (about 1.5 whitened units here, a step near
+    # 0.9) takes one or two leapfrog steps
+    assert fields["num_steps"].mean() > 1.2
+    assert fields["num_steps"].max() >= 2
     assert 0.5 < fields["accept_prob"].mean() < 0.99
 
 
