@@ -1,6 +1,6 @@
 """ensemble_iteration suite: wall time of an ensemble iteration against a default one.
 
-The four-mode Gaussian mixtures of :mod:`benchmarks.multimodal` (weights 0.1,
+The four-mode Gaussian mixtures of :mod:`benchmarks.mixtures` (weights 0.1,
 0.2, 0.3, 0.4) in d = 2 and 32 (:data:`DIMS`), each sampled by ``DilationLangevin``
 with its defaults and with ``ensemble=True``, 256 vectorised chains from the
 origin, 1000 warmup + 1000 draws, in the same process.  Warmup and sampling are
@@ -13,7 +13,7 @@ Figures per target: the seconds per sampling iteration of each sampler and
 their ratio (target of the issue: at most 2 for d <= 32), gradient evaluations
 per chain per sampling iteration (local step, plus one per population move),
 the ratio of seconds per gradient, and the mode-weight TV of the draws
-(:func:`benchmarks.multimodal.score`), with the tuned population-move settings.
+(:func:`benchmarks.mode_metrics.score`), with the tuned population-move settings.
 
 JSON layout of :func:`run`: ``settings`` (``dims``, ``num_chains``,
 ``num_warmup``, ``num_samples``, ``repeats``, ``seed``) and ``runs``, one per
@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import common, multimodal
+from benchmarks import common, mixtures, mode_metrics
 from numpyro_dilation import DilationLangevin
 
 SAMPLERS = ("default", "ensemble")
@@ -44,8 +44,8 @@ DIMS = (2, 32)
 MAX_TIME_RATIO = 2.0
 
 
-def _target(dim: int) -> multimodal.Mixture:
-    return multimodal.targets()["gauss2d_4" if dim == 2 else f"gauss{dim}d_4"]
+def _target(dim: int) -> mixtures.Mixture:
+    return mixtures.targets()["gauss2d_4" if dim == 2 else f"gauss{dim}d_4"]
 
 
 def _loop(kernel: DilationLangevin, length: int, collect: bool):
@@ -61,7 +61,7 @@ def _loop(kernel: DilationLangevin, length: int, collect: bool):
     return jax.jit(loop)
 
 
-def _prepare(target: multimodal.Mixture, ensemble: bool, s: dict) -> dict[str, Any]:
+def _prepare(target: mixtures.Mixture, ensemble: bool, s: dict) -> dict[str, Any]:
     """Initialise, compile both programs and run the warmup of one sampler."""
     n = s["num_chains"]
     kernel = DilationLangevin(potential_fn=target.potential, ensemble=ensemble)
@@ -90,7 +90,7 @@ def _finish(target, ref, name: str, p: dict, s: dict) -> dict[str, Any]:
     grads_sample = np.asarray(last.num_grad_evals - warm.num_grad_evals, dtype=float)
     grads_all = np.asarray(last.num_grad_evals - initial.num_grad_evals, dtype=float)
     draws = np.swapaxes(np.asarray(draws), 0, 1)  # (chains, draws, d)
-    scored = multimodal.score(target, ref, draws)
+    scored = mode_metrics.score(target, ref, draws)
     row = {
         "target": target.name,
         "dim": target.dim,
@@ -132,7 +132,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     runs = []
     for dim in settings["dims"]:
         target = _target(dim)
-        ref = multimodal.reference(target, settings["num_chains"] * settings["num_samples"])
+        ref = mode_metrics.reference(target, settings["num_chains"] * settings["num_samples"])
         prepared = {name: _prepare(target, name == "ensemble", settings) for name in SAMPLERS}
         for _ in range(settings["repeats"]):  # interleaved: both samplers see the same load
             for p in prepared.values():

@@ -20,6 +20,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,8 @@ SUITES = (
     "scaling",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-PACKAGES = ("numpyro_dilation", "numpyro", "jax", "jaxlib", "blackjax", "arviz", "numpy")
+PACKAGES = ("numpyro_dilation", "numpyro", "jax", "jaxlib", "blackjax", "arviz", "numpy",
+            "tfp-nightly")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -66,9 +68,44 @@ def machine() -> dict[str, Any]:
     }
 
 
+def git_state() -> dict[str, Any]:
+    """Commit of the checkout the benchmarks run from, and whether its tree was dirty.
+
+    ``{"commit": sha or None, "dirty": bool or None}`` (``None`` outside a git
+    checkout or without git); untracked files count as dirty.
+    """
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                 timeout=30, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain")
+    return {"commit": commit or None, "dirty": None if status is None else bool(status)}
+
+
+def load_average() -> list[float] | None:
+    """``os.getloadavg()`` (1, 5 and 15 minutes), ``None`` where the platform has none."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO format, seconds."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def run_suite(name: str, quick: bool, out: Path) -> dict[str, Any]:
     """Run suite ``name``, wrap its result with metadata and write it to ``out``."""
     module = importlib.import_module(f"benchmarks.{name}")
+    date, git, load_start = utc_now(), git_state(), load_average()
     start = time.perf_counter()
     result = module.run(quick=quick)
     wall = time.perf_counter() - start
@@ -76,7 +113,9 @@ def run_suite(name: str, quick: bool, out: Path) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "suite": name,
         "quick": quick,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": date,
+        "git": git,
+        "load_average": {"start": load_start, "end": load_average()},
         "versions": package_versions(),
         "machine": machine(),
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *sys.argv[1:]]),

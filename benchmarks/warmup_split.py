@@ -14,7 +14,7 @@ draws):
   :data:`FRACTIONS` and each seed in :data:`SEEDS`: the hard_geometry figures
   (pass, z, sd ratio, min bulk / tail ESS, ESS/s, ESS per 1000 gradients)
   and the ``SamplerHealthWarning`` messages the run gave;
-* mixtures of :mod:`benchmarks.multimodal` (:data:`MULTIMODAL`), default
+* mixtures of :mod:`benchmarks.mixtures` (:data:`MULTIMODAL`), default
   kernel, :data:`MIXTURE_CHAINS` chains from the origin: the mode-weight TV
   (each chain stays in the mode the annealing left it in, so the TV measures
   the annealing alone).
@@ -39,7 +39,7 @@ from typing import Any
 
 import jax
 
-from benchmarks import hard_geometry, multimodal
+from benchmarks import hard_geometry, mixture_samplers, mixtures, mode_metrics
 
 #: Fractions of ``num_warmup`` given to the annealing (0.5 is the default).
 FRACTIONS = (0.1, 0.25, 0.5)
@@ -95,12 +95,12 @@ def unimodal_run(name: str, fraction: float, seed: int, s: dict) -> dict:
 
 def mixture_run(name: str, fraction: float, seed: int, s: dict) -> dict:
     """The default kernel on a mixture from the origin; TV of the mode weights."""
-    target = multimodal.targets()[name]
+    target = mixtures.targets()[name]
     steps = round(fraction * s["num_warmup"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unmixed chains are what the default kernel gives here
-        out = multimodal.timed(
-            lambda: multimodal.run_dilation(
+        out = mixture_samplers.timed(
+            lambda: mixture_samplers.run_dilation(
                 target,
                 jax.random.PRNGKey(seed),
                 num_chains=s["mixture_chains"],
@@ -109,8 +109,8 @@ def mixture_run(name: str, fraction: float, seed: int, s: dict) -> dict:
                 num_anneal_steps=steps,
             )
         )
-    ref = multimodal.reference(target, multimodal.ENERGY_DRAWS)
-    scored = multimodal.score(target, ref, out["draws"])  # (chains, draws, dim)
+    ref = mode_metrics.reference(target, mode_metrics.ENERGY_DRAWS)
+    scored = mode_metrics.score(target, ref, out["draws"])  # (chains, draws, dim)
     return {
         "kind": "multimodal",
         "target": name,
