@@ -2,8 +2,8 @@
 
 ``tests/data/pinned_draws.npz`` holds the draws and extra fields of three small
 runs (vectorised chains with the defaults; a diagonal metric with the linear
-schedule and ``center="init"``; ensemble mode), last recorded when short
-warmups began to end with at least 20 iterations of step-size adaptation alone.
+schedule and ``center="init"``; ensemble mode), last recorded when adaptation
+began to pool by mode and ensemble mode moved onto the mode map.
 A refactoring must reproduce them to the bit; a change that is meant to alter
 the draws regenerates the file with :func:`record` and says so in the changelog.
 
