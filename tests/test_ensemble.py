@@ -211,3 +211,57 @@ def test_ensemble_needs_vectorized_chains_and_at_least_four(num_chains, chain_me
 def test_ensemble_argument_must_be_boolean():
     with pytest.raises(TypeError, match="ensemble"):
         DilationLangevin(mixture_1d, ensemble="yes")
+
+
+# ------------------------------------------------------------------ equivariance
+
+
+@pytest.mark.parametrize("copy", ["widths2d_3@shift100", "widths2d_3@scale0.01"])
+def test_mode_weights_do_not_depend_on_where_the_posterior_sits(copy):
+    """Three modes of sds 0.1, 0.32 and 1 (the heaviest the narrowest), moved far from the origin.
+
+    The multimodal suite's ``widths2d_3`` translated by 100 of its largest mode
+    sds, or shrunk 100-fold about the origin: the chains still start at the
+    origin, and the weights must come out exact on both copies.
+    """
+    from benchmarks.mixtures import all_targets
+
+    target = all_targets()[copy]
+    # the true masses of the modes' regions (the component of highest density)
+    masses = np.bincount(
+        target.assign(target.exact_draws(np.random.default_rng(0), 200_000)), minlength=3
+    ) / 200_000
+    # 128 chains: with 64 the narrow mode is missed, at the origin as well (docs/ensemble.md)
+    mcmc = run_ensemble(
+        potential_fn=target.potential, num_chains=128, num_warmup=500, num_samples=500
+    )
+    mcmc.run(jax.random.PRNGKey(2), init_params=jnp.zeros((128, target.dim)))
+    x = np.asarray(mcmc.get_samples(group_by_chain=True))
+    labels = target.assign(x.reshape(-1, target.dim)).reshape(x.shape[:2])
+    check_weights(labels, masses, min_ess=200)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["widths2d_3", "gauss2d_4", "gmm40_2d"])
+def test_headline_mixtures_at_the_suite_size(name):
+    """The multimodal suite's headline targets at its size (256 chains, 1000 + 1000).
+
+    Mode-weight TV at most 0.05 (the issue's bound) on the target, and on its
+    translated and rescaled copies within 0.02 of the original.
+    """
+    from benchmarks.mixture_samplers import run_dilation
+    from benchmarks.mixtures import all_targets, copies
+    from benchmarks.mode_metrics import mode_fractions, reference
+
+    def tv(target):
+        draws = run_dilation(target, jax.random.PRNGKey(0), ensemble=True, num_chains=256,
+                             num_warmup=1000, num_samples=1000)["draws"]
+        fractions = mode_fractions(target, draws.reshape(-1, target.dim))
+        return 0.5 * float(np.abs(fractions - reference(target, 1000).region_mass).sum())
+
+    base = all_targets()[name]
+    tv_base = tv(base)
+    assert tv_base <= 0.05
+    for copy in copies(base):
+        tv_copy = tv(copy)
+        assert abs(tv_copy - tv_base) <= 0.02, (copy.name, tv_copy, tv_base)
