@@ -161,7 +161,7 @@ class DilationLangevin(MCMCKernel):
         moves, hops between the modes' Gaussians and independence draws from
         their mixture, each accepted with its exact Metropolis-Hastings ratio,
         so that chains change modes and the mode weights come out right.
-        Needs ``chain_method="vectorized"`` and at least 4 chains (64-1024 in
+        Needs ``chain_method="vectorized"`` and at least 4 chains (128-1024 in
         practice).  Extra fields ``ensemble.num_mode_jumps``,
         ``ensemble.accept_prob``, ``ensemble.mean_accept_prob``,
         ``ensemble.num_proposals``, ``ensemble.num_accepted`` and the tuned
