@@ -341,3 +341,20 @@ def test_multimodal_quick_suite_and_report(tmp_path):
     for heading in ("### Headline", "### Equivariance", "### Cost", "### Label switching",
                     "### Parallel tempering", "### Where a peer wins"):
         assert heading in page, heading
+
+
+def test_committed_benchmark_page_is_what_the_results_generate(tmp_path):
+    """docs/benchmarks.md is exactly what ``benchmarks.report`` makes of the committed JSON.
+
+    A table edited by hand, or results committed without regenerating the page
+    (``python -m benchmarks.report``), fail here.
+    """
+    from benchmarks.report import build
+    from benchmarks.run import RESULTS_DIR
+
+    generated = build(RESULTS_DIR, tmp_path)
+    committed = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert generated == committed, (
+        "docs/benchmarks.md differs from what benchmarks/results/*.json generate: run"
+        " `python -m benchmarks.report`"
+    )
