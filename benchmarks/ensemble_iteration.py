@@ -21,7 +21,8 @@ target and sampler: ``target``, ``dim``, ``sampler`` (``default`` or
 ``ensemble``), ``sample_s_per_iter`` (median), ``sample_s_repeats``,
 ``warmup_s``, ``compile_s``, ``grads_per_chain_per_iter`` (sampling),
 ``grads_per_chain`` (warmup and sampling), ``tv``, ``tv_floor``, ``modes_found``,
-``mode_fractions`` and, for the ensemble, ``population_prob``, ``num_clusters``,
+``mode_fractions`` and, for the ensemble, ``mode_move_prob`` (``population_prob`` and
+``num_clusters`` in results recorded before the mode moves),
 ``move_probs``, ``mode_jumps_per_chain`` (sampling phase).
 """
 
@@ -110,8 +111,7 @@ def _finish(target, ref, name: str, p: dict, s: dict) -> dict[str, Any]:
         settings = last.ensemble.settings
         jumps = last.ensemble.num_mode_jumps - warm.ensemble.num_mode_jumps
         row.update(
-            population_prob=float(settings.population_prob),
-            num_clusters=int(settings.num_clusters),
+            mode_move_prob=float(settings.mode_move_prob),
             move_probs=np.asarray(settings.move_probs).round(4).tolist(),
             mode_jumps_per_chain=float(np.mean(np.asarray(jumps))),
         )
@@ -174,7 +174,7 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
         (
             "| d | ms per iteration (default / ensemble) | ratio | grads per chain and"
             " iteration | ratio per gradient | TV (default / ensemble / floor) |"
-            " mode jumps per chain | population prob. | compile s | target |"
+            " mode jumps per chain | mode-move (population) prob. | compile s | target |"
         ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -190,7 +190,8 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
             f" x{ratio:.2f} | {a['grads_per_chain_per_iter']:.1f} /"
             f" {b['grads_per_chain_per_iter']:.1f} | x{per_grad:.2f} |"
             f" {a['tv']:.3f} / {b['tv']:.3f} / {b['tv_floor']:.3f} |"
-            f" {b['mode_jumps_per_chain']:.0f} | {b['population_prob']:.2f} |"
+            f" {b['mode_jumps_per_chain']:.0f} |"
+            f" {b.get('mode_move_prob', b.get('population_prob', float('nan'))):.2f} |"
             f" {a['compile_s']:.0f} / {b['compile_s']:.0f} | {'met' if met else '**missed**'} |"
         )
     lines.append("")

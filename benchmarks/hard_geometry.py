@@ -997,16 +997,18 @@ def _summary(result: dict[str, Any]) -> list[str]:
                 + ", ".join(only_nuts)
                 + "."
             )
+        # a ratio against a sampler that failed measures nothing
         ratios = [
             (t, pick[(t, "DilationLangevin")]["ess_per_s"] / pick[(t, "NUTS")]["ess_per_s"])
             for t in s["targets"]
             if (t, "DilationLangevin") in pick and (t, "NUTS") in pick
+            and pick[(t, "DilationLangevin")]["pass"] and pick[(t, "NUTS")]["pass"]
         ]
         if ratios:
             nuts_wins = [f"{t} ({q:.2f}x)" for t, q in ratios if not q >= 1]
             out.append(
-                f"- {num_chains} chains, ESS/s of DilationLangevin / NUTS: NUTS still wins on"
-                f" {len(nuts_wins)}/{len(ratios)} targets"
+                f"- {num_chains} chains, ESS/s of DilationLangevin / NUTS where both passed: NUTS"
+                f" still wins on {len(nuts_wins)}/{len(ratios)} targets"
                 + (": " + ", ".join(nuts_wins) if nuts_wins else "")
                 + "."
             )
