@@ -95,6 +95,19 @@ def gaussians_of(means, covs, weights, mode_of=None):
     )
 
 
+def map_of_modes(means):
+    """A mode map with one cluster per mode, its bottom at the mode's mean."""
+    k = len(means)
+    return modes.ModeMap(
+        centers=jnp.asarray(means, jnp.float32),
+        mode_of=jnp.arange(k),
+        scale=jnp.ones(len(means[0])),
+        num_clusters=jnp.asarray(k),
+        bottom=jnp.asarray(means, jnp.float32),
+        bottom_potential=jnp.zeros(k),
+    )
+
+
 def test_other_cluster_is_uniform_over_the_other_active_clusters():
     active = jnp.array([True, False, True, True, True])
     u = jax.random.uniform(jax.random.PRNGKey(0), (40000,))
@@ -107,14 +120,7 @@ def test_a_hop_and_its_reverse_are_inverse_maps_with_opposite_jacobians():
     means = [[0.0, 0.0], [10.0, 3.0], [-4.0, 9.0]]
     covs = [[[1.0, 0.5], [0.5, 2.0]], [[0.04, 0.0], [0.0, 0.25]], [[3.0, -1.0], [-1.0, 1.0]]]
     gaussians = gaussians_of(means, covs, [0.2, 0.5, 0.3])
-    mode_map = modes.ModeMap(
-        centers=jnp.asarray(means, jnp.float32),
-        mode_of=jnp.arange(3),
-        scale=jnp.ones(2),
-        num_clusters=jnp.asarray(3),
-        bottom=jnp.asarray(means, jnp.float32),
-        bottom_potential=jnp.zeros(3),
-    )
+    mode_map = map_of_modes(means)
     y = jnp.array([[0.3, -0.4], [0.5, 0.2]])
     forward, log_jac, valid = modes.hop_proposal(jnp.array([0.2, 0.9]), y, gaussians, mode_map)
     assert np.all(np.asarray(valid))
@@ -144,14 +150,7 @@ def test_mode_moves_alone_keep_a_two_mode_mixture_exact():
 
     # proposals fitted a little off, so that the moves are not perfect draws
     gaussians = gaussians_of(means + 0.3, covs * 1.5, [0.5, 0.5])
-    mode_map = modes.ModeMap(
-        centers=jnp.asarray(means, jnp.float32),
-        mode_of=jnp.arange(2),
-        scale=jnp.ones(2),
-        num_clusters=jnp.asarray(2),
-        bottom=jnp.asarray(means, jnp.float32),
-        bottom_potential=jnp.zeros(2),
-    )
+    mode_map = map_of_modes(means)
     rng = np.random.default_rng(3)
     n = 4000
     k = rng.choice(2, n, p=weights)
