@@ -33,7 +33,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro_dilation import modes as mode_lib
 from numpyro_dilation import pooling
 from numpyro_dilation.dilation import DilationState, phases
-from numpyro_dilation.metric import variances
+from numpyro_dilation.metric import chains_scale
 
 MOVES = mode_lib.MOVES
 #: Floor on each move's probability, so that no move is ever switched off for good.
@@ -270,9 +270,7 @@ def discover(
     n = state.y.shape[0]
     num_slots = state.modes.step_size.shape[0]
     key_map, key_scouts = random.split(rng_key)
-    scale = jnp.sqrt(
-        jnp.mean(vmap(variances)(state.adapt_state.metric.inverse_mass_matrix), axis=0)
-    )
+    scale = chains_scale(state.adapt_state.metric.inverse_mass_matrix)
     known, cluster = mode_lib.fit_map(key_map, state.y, scale, potential_and_grad, num_slots)
     mode = known.mode_of[cluster]
     num_scouts = SCOUTS_PER_CHAIN * n

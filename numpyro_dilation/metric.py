@@ -106,6 +106,11 @@ def variances(inverse_mass_matrix: ArrayLike) -> jax.Array:
     return jnp.asarray(inverse_mass_matrix)
 
 
+def chains_scale(inverse_mass_matrices: ArrayLike) -> jax.Array:
+    """Each coordinate's scale over vectorised chains' metrics: sqrt of their mean variance."""
+    return jnp.sqrt(jnp.mean(jax.vmap(variances)(inverse_mass_matrices), axis=0))
+
+
 def gradient_informed_covariance(position_cov: ArrayLike, gradient_cov: ArrayLike):
     """Covariance estimate ``S`` solving ``S Cov(g) S = Cov(y)``.
 
@@ -179,6 +184,7 @@ def regularize_covariance(cov: ArrayLike, n: ArrayLike):
 
 __all__ = [
     "Metric",
+    "chains_scale",
     "gradient_informed_covariance",
     "lower_triangular_inverse",
     "make_metric",

@@ -27,7 +27,7 @@ from numpyro.infer.hmc_util import dual_averaging
 
 from numpyro_dilation import modes as mode_lib
 from numpyro_dilation.adaptation import POOLED_ACCEPT_FLOOR, AdaptState, WindowAdapter
-from numpyro_dilation.metric import Metric, variances
+from numpyro_dilation.metric import Metric, chains_scale
 from numpyro_dilation.trajectory import TrajectoryState, update_trajectory
 
 
@@ -270,7 +270,7 @@ def end_window(
             adapt, modes.mode, modes.metric, modes.step_size
         )
         return modes._replace(metric=metrics), adapt
-    scale = jnp.sqrt(jnp.mean(jax.vmap(variances)(adapt.metric.inverse_mass_matrix), axis=0))
+    scale = chains_scale(adapt.metric.inverse_mass_matrix)
     mode_map, clusters = mode_lib.fit_map(rng_key, y, scale, potential_and_grad, num_slots)
     labels = mode_map.mode_of[clusters]
     # a new mode carries on from the old mode of its first chain
