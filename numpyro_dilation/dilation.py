@@ -48,6 +48,7 @@ from numpyro_dilation.locate import locate
 from numpyro_dilation.metric import variances
 from numpyro_dilation.modes import chain_search, mode_log_probs
 from numpyro_dilation.modes import fit_cost as modes_fit_cost
+from numpyro_dilation.state import DilationSettings, DilationState, phases
 from numpyro_dilation.trajectory import TrajectoryMove
 
 #: Stationary kernels after the annealing.
@@ -58,128 +59,6 @@ CENTER_WEIGHT = 0.02
 
 #: Weight of the newest acceptance in ``recent_accept_prob`` (a ~100-iteration memory).
 RECENT_WEIGHT = 0.01
-
-
-class DilationState(NamedTuple):
-    """State of one :class:`~numpyro_dilation.DilationLangevin` chain.
-
-    Attributes
-    ----------
-    i : int
-        Iteration (counts warmup and sampling iterations alike).
-    z : pytree
-        Current particle on the dilation path, in unconstrained space.  During
-        the annealing it is a draw from (approximately) the level-``t``
-        distribution; from ``t = 1`` on it is a draw from the posterior.
-    potential_energy : float
-        ``-log p_t(z)`` up to the model's normalising constant (the model's
-        potential energy once ``t = 1``).
-    y : array
-        Flat rescaled coordinates ``c + (z - c) / sqrt(t)`` (equal to the
-        flattened ``z`` at ``t = 1``); the sampler computes in these.
-    y_grad : array
-        Gradient of the model's potential energy at ``y``.
-    center : array
-        Flat centre ``c`` of the dilation.
-    t : float
-        Current level of the dilation path, in ``(0, 1]``.
-    step_size : float
-        Langevin step ``h`` of the transition that produced this state, in the
-        coordinates of ``z`` (``t`` times the rescaled-coordinate step while
-        annealing).
-    accept_prob : float
-        Acceptance probability of that transition (1 for an unadjusted step, 0
-        for a divergent one).
-    mean_accept_prob : float
-        Mean of ``accept_prob`` since the start of the current phase (annealing,
-        adaptation, sampling).
-    recent_accept_prob : float
-        Exponential moving average of ``accept_prob`` over about the last 100
-        iterations (the health checks use it to spot a chain that stops moving).
-    diverging : bool
-        Whether that transition's proposal was rejected as divergent (non-finite
-        potential or gradient, or an energy error above 1000).
-    num_grad_evals : int
-        Cumulative number of potential-and-gradient evaluations of this chain.
-    num_steps : int
-        Leapfrog steps of the transition that produced this state (1 for a
-        Langevin step).
-    adapt_state : numpyro_dilation.adaptation.AdaptState
-        Step size, metric and curvature adaptation state.
-    rng_key : jax.Array
-        Random key for the next transition.
-    num_anneal_steps, num_warmup : int
-        Phase boundaries of the run that made this state, so that a state
-        carried over with ``mcmc.post_warmup_state`` keeps its own schedule.
-    ensemble : numpyro_dilation.ensemble.EnsembleState or None
-        Population-move settings and statistics (``ensemble=True`` only).  In
-        ensemble mode ``rng_key`` is one key for the whole ensemble.
-    nuts : numpyro.infer.hmc.HMCState or None
-        NumPyro's NUTS state (``stationary="nuts"`` only), which takes over at
-        ``t = 1`` (:mod:`numpyro_dilation.nuts`).
-    convergence : numpyro_dilation.convergence.ConvergenceState or None
-        Running sums for the online convergence checks, kept up to date by the
-        kernel (:mod:`numpyro_dilation.convergence`); ``None`` turns them off.
-    modes : numpyro_dilation.pooling.ModeState or None
-        Vectorised chains only: the posterior's modes as the chains found them,
-        each chain's mode label and each mode's shared adaptation
-        (:mod:`numpyro_dilation.pooling`).
-    """
-
-    i: jax.Array
-    z: Any
-    potential_energy: jax.Array
-    y: jax.Array
-    y_grad: jax.Array
-    center: jax.Array
-    t: jax.Array
-    step_size: jax.Array
-    accept_prob: jax.Array
-    mean_accept_prob: jax.Array
-    recent_accept_prob: jax.Array
-    diverging: jax.Array
-    num_grad_evals: jax.Array
-    num_steps: jax.Array
-    adapt_state: AdaptState
-    rng_key: jax.Array
-    num_anneal_steps: jax.Array
-    num_warmup: jax.Array
-    ensemble: Any = None
-    nuts: Any = None
-    convergence: Any = None
-    modes: Any = None
-
-
-class DilationSettings(NamedTuple):
-    """Fixed settings of the transition (Python values, closed over when tracing).
-
-    Attributes
-    ----------
-    eps, alpha : float
-        The annealing step ``eps * t**(alpha - 1)`` in units of the inverse curvature.
-    levels : callable
-        The schedule ``u -> t`` (:func:`numpyro_dilation.path.make_schedule`).
-    adjust : bool
-        Metropolis-adjust the sampling phase (the warmup at ``t = 1`` always is).
-    adapt_step_size : bool
-        Restart dual averaging from the curvature's step while annealing.
-    forward_mode_differentiation : bool
-        Differentiate the potential in forward mode.
-    stationary : {"hmc", "mala"}
-        Kernel at ``t = 1``: HMC with a ChEES-tuned jittered trajectory length
-        (:mod:`.trajectory`) or single-step MALA (:mod:`.langevin`).
-    adapt_trajectory_length : bool
-        Tune the HMC trajectory length by ChEES during the warmup at ``t = 1``.
-    """
-
-    eps: float
-    alpha: float
-    levels: Callable
-    adjust: bool = True
-    adapt_step_size: bool = True
-    forward_mode_differentiation: bool = False
-    stationary: str = "mala"
-    adapt_trajectory_length: bool = True
 
 
 def flat_potential_and_grad(
@@ -280,13 +159,6 @@ def init(
         num_anneal_steps=int_zero + num_anneal_steps,
         num_warmup=int_zero + num_warmup,
     )
-
-
-def phases(state: DilationState, batched: bool):
-    """``(i, num_anneal_steps, num_warmup)``, unbatched (vectorised chains share them)."""
-    if batched:
-        return state.i[0], state.num_anneal_steps[0], state.num_warmup[0]
-    return state.i, state.num_anneal_steps, state.num_warmup
 
 
 class DilationKernel(NamedTuple):
