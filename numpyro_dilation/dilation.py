@@ -34,50 +34,26 @@ import jax.numpy as jnp
 from jax import random, vmap
 from jax.flatten_util import ravel_pytree
 
-from numpyro_dilation import path, pooling, trajectory
-from numpyro_dilation.adaptation import (
-    AdaptState,
-    WindowAdapter,
-    initial_curvature,
-    restart_dual_averaging,
-    running_mean,
-    update_curvature,
-)
-from numpyro_dilation.langevin import MAX_DELTA_ENERGY, langevin_move
+from numpyro_dilation import moves, path, pooling
+from numpyro_dilation.adaptation import WindowAdapter, initial_curvature
 from numpyro_dilation.locate import locate
 from numpyro_dilation.metric import variances
 from numpyro_dilation.modes import chain_search, mode_log_probs
 from numpyro_dilation.modes import fit_cost as modes_fit_cost
+from numpyro_dilation.moves import (
+    RECENT_WEIGHT,
+    chees_gradient_of,
+    flat_potential_and_grad,
+    initial_step_size,
+    steps_of,
+    trajectory_jitter,
+    trajectory_length,
+    transition_with_move,
+)
 from numpyro_dilation.state import DilationSettings, DilationState, phases
-from numpyro_dilation.trajectory import TrajectoryMove
 
 #: Stationary kernels after the annealing.
 STATIONARY_KERNELS = ("hmc", "mala")
-#: Weight floor of the running mean of a chain's position that ChEES centres on
-#: (a memory of about 50 iterations).
-CENTER_WEIGHT = 0.02
-
-#: Weight of the newest acceptance in ``recent_accept_prob`` (a ~100-iteration memory).
-RECENT_WEIGHT = 0.01
-
-
-def flat_potential_and_grad(
-    potential_fn: Callable, unravel: Callable, forward_mode_differentiation: bool = False
-) -> Callable:
-    """``y -> (U(y), grad U(y))`` on flat arrays, for a potential of a pytree."""
-
-    def flat_potential(y):
-        return potential_fn(unravel(y))
-
-    if not forward_mode_differentiation:
-        return jax.value_and_grad(flat_potential)
-
-    def forward(y):
-        # one forward pass gives the value as the auxiliary output of jacfwd
-        grad, value = jax.jacfwd(lambda x: (flat_potential(x),) * 2, has_aux=True)(y)
-        return value, grad
-
-    return forward
 
 
 def init(
@@ -182,22 +158,6 @@ class DilationKernel(NamedTuple):
     step: Callable
 
 
-def initial_step_size(curvature, stationary: str):
-    """The stationary kernel's first step, from the curvature ``L`` the annealing measured.
-
-    A Langevin step ``h = 1 / L``; a leapfrog step ``1 / sqrt(L)`` (stable below
-    ``2 / sqrt(L)``).
-    """
-    return 1.0 / curvature if stationary == "mala" else jax.lax.rsqrt(curvature)
-
-
-def trajectory_length(adapt: AdaptState, i, num_warmup):
-    """The warmup iterate of the trajectory length, or its average once warmup is over."""
-    return jnp.where(
-        i < num_warmup, adapt.trajectory.length, trajectory.final_length(adapt.trajectory)
-    )
-
-
 def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> DilationKernel:
     """Build the transition of the dilation sampler (see the module docstring).
 
@@ -215,203 +175,7 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
     hmc = settings.stationary == "hmc"
     if settings.stationary not in STATIONARY_KERNELS:
         raise ValueError(f"stationary must be one of {STATIONARY_KERNELS}")
-
-    def warmup_update(annealing, i, num_anneal, state, move, pooled, adapt: AdaptState):
-        # curvature while annealing, dual averaging after, Welford sums throughout
-        curvature = update_curvature(
-            adapt.curvature,
-            state.y,
-            state.y_grad,
-            move.proposal,
-            move.proposal_grad,
-            adapt.whitening,
-            move.diverging,
-            state.potential_energy - path.log_normalizer(state.y.size, state.t),
-            move.proposal_potential,
-        )
-        adapt = adapt._replace(curvature=jnp.where(annealing, curvature, adapt.curvature))
-        adapt = adapter.update(
-            i, move.accept_prob, move.y, move.grad, adapt, ~annealing & (not pooled)
-        )
-        if hmc:
-            # ChEES centres on a running mean of the chain's own position, so that
-            # chains sitting in different modes each measure their own spread.
-            k = (i - num_anneal).astype(move.y.dtype)
-            weight = jnp.maximum(1.0 / (k + 1.0), CENTER_WEIGHT)
-            traj = adapt.trajectory
-            traj = traj._replace(center=traj.center + weight * (move.y - traj.center))
-            if settings.adapt_trajectory_length and not pooled:
-                gradient = move.accept_prob * chees_gradient_of(state, move, traj.center)
-                traj = trajectory.update_trajectory(
-                    traj, gradient, trajectory_jitter(i), adapt.step_size
-                )
-            # while annealing, the length waits at one posterior scale (1 / sqrt(L))
-            restarted = trajectory.init_trajectory(
-                move.y.size, move.y.dtype, jax.lax.rsqrt(adapt.curvature)
-            )._replace(center=move.y)
-            adapt = adapt._replace(
-                trajectory=jax.tree.map(
-                    lambda new, old: jnp.where(annealing, new, old), restarted, traj
-                )
-            )
-        if settings.adapt_step_size:
-            # At t = 1 the step starts from the one the curvature suggests.
-            restarted = restart_dual_averaging(
-                adapt, initial_step_size(adapt.curvature, settings.stationary)
-            )
-            adapt = jax.tree.map(lambda new, old: jnp.where(annealing, new, old), restarted, adapt)
-        return adapt
-
-    def chees_gradient_of(state, move, center):
-        return jnp.where(
-            move.diverging,
-            0.0,
-            trajectory.chees_gradient(
-                state.y,
-                move.proposal,
-                move.proposal_velocity,
-                center,
-                center,
-                state.adapt_state.whitening,
-            ),
-        )
-
-    def trajectory_jitter(i):
-        return 1.0 - trajectory.halton(i)
-
-    def move_of(
-        state, i, num_anneal, num_warmup, potential_fn, num_steps, max_steps=None, log_weight=None
-    ):
-        """The Langevin move while annealing (and with MALA), HMC at t = 1."""
-        _, unravel = ravel_pytree(state.z)
-        dtype = state.y.dtype
-        d = state.y.size
-        adapt = state.adapt_state
-        annealing = i < num_anneal
-        t_next = path.level_after(i, num_anneal, settings.levels, dtype)
-        pag = flat_potential_and_grad(potential_fn, unravel, settings.forward_mode_differentiation)
-
-        def langevin(key):
-            step_y = jnp.where(
-                annealing,
-                path.rescaled_step_size(settings.eps, settings.alpha, state.t, adapt.curvature),
-                adapt.step_size,
-            )
-            adjusted = ~annealing & (settings.adjust | (i < num_warmup))
-            move = langevin_move(
-                key,
-                state.y,
-                state.potential_energy - path.log_normalizer(d, state.t),
-                state.y_grad,
-                pag,
-                step_y,
-                adapt.metric,
-                adjusted=adjusted,
-                center=state.center,
-                contraction=path.contraction(state.t, t_next),
-                max_delta_energy=MAX_DELTA_ENERGY,
-                log_weight=log_weight,
-            )
-            return TrajectoryMove(
-                *move,
-                proposal_velocity=jnp.zeros_like(state.y),
-                num_steps=jnp.ones((), jnp.result_type(int)),
-            ), step_y * state.t
-
-        def hamiltonian(key):
-            move = trajectory.hmc_move(
-                key,
-                state.y,
-                state.potential_energy,
-                state.y_grad,
-                lambda y: potential_fn(unravel(y)),
-                adapt.step_size,
-                num_steps,
-                adapt.metric,
-                max_delta_energy=MAX_DELTA_ENERGY,
-                forward_mode_differentiation=settings.forward_mode_differentiation,
-                max_steps=max_steps,
-                log_weight=log_weight,
-            )
-            return move, adapt.step_size
-
-        rng_key, key_move = random.split(state.rng_key)
-        if hmc:
-            # `annealing` is unbatched (vectorised chains share the counter): a real branch
-            move, step_size = jax.lax.cond(annealing, langevin, hamiltonian, key_move)
-        else:
-            move, step_size = langevin(key_move)
-        return move, step_size, t_next, rng_key
-
-    def transition_with_move(
-        state: DilationState,
-        i,
-        num_anneal,
-        num_warmup,
-        num_steps,
-        max_steps,
-        potential_fn,
-        pooled,
-        log_weight=None,
-    ):
-        _, unravel = ravel_pytree(state.z)
-        d = state.y.size
-        annealing = i < num_anneal
-        move, step_size, t_next, rng_key = move_of(
-            state, i, num_anneal, num_warmup, potential_fn, num_steps, max_steps, log_weight
-        )
-        # A rejected annealing step keeps the rescaled position y: in the original
-        # coordinates the particle is dilated from level t to t_next, which maps a
-        # draw of p_t to a draw of p_t_next exactly.  So the level always advances.
-        t_new = t_next
-        adapt = jax.lax.cond(
-            i < num_warmup,
-            partial(warmup_update, annealing, i, num_anneal, state, move, pooled),
-            lambda a: a,
-            state.adapt_state,
-        )
-        phase_start = jnp.where(annealing, 0, jnp.where(i < num_warmup, num_anneal, num_warmup))
-        new_state = DilationState(
-            i=state.i + 1,
-            z=unravel(path.from_rescaled(move.y, t_new, state.center)),
-            potential_energy=move.potential_energy + path.log_normalizer(d, t_new),
-            y=move.y,
-            y_grad=move.grad,
-            center=state.center,
-            t=t_new,
-            step_size=step_size,
-            accept_prob=move.accept_prob,
-            mean_accept_prob=running_mean(state.mean_accept_prob, move.accept_prob, i, phase_start),
-            recent_accept_prob=state.recent_accept_prob
-            + RECENT_WEIGHT * (move.accept_prob - state.recent_accept_prob),
-            diverging=move.diverging,
-            num_grad_evals=state.num_grad_evals + move.num_steps,
-            num_steps=move.num_steps,
-            adapt_state=adapt,
-            rng_key=rng_key,
-            num_anneal_steps=state.num_anneal_steps,
-            num_warmup=state.num_warmup,
-            ensemble=state.ensemble,
-            nuts=state.nuts,
-            convergence=state.convergence,
-            modes=state.modes,
-        )
-        return new_state, move
-
-    def transition(state, i, num_anneal, num_warmup, potential_fn, num_steps=None):
-        if num_steps is None:
-            num_steps = steps_of(state.adapt_state, i, num_warmup)
-        new_state, _ = transition_with_move(
-            state, i, num_anneal, num_warmup, num_steps, None, potential_fn, False
-        )
-        return new_state
-
-    def steps_of(adapt, i, num_warmup):
-        if not hmc:
-            return 1
-        return trajectory.num_leapfrog_steps(
-            i, trajectory_length(adapt, i, num_warmup), adapt.step_size
-        )
+    transition = partial(moves.transition, settings, adapter)
 
     def search_from(state, i, potential_fn):
         """The end of a lone chain's annealing: move to a basin of more mass, if one is near."""
@@ -527,7 +291,7 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
         modes = state.modes
         previous = state._replace(modes=None)
         if hmc:
-            num_steps = jax.vmap(steps_of, in_axes=(0, None, None))(
+            num_steps = jax.vmap(partial(steps_of, settings), in_axes=(0, None, None))(
                 previous.adapt_state, i, num_warmup
             )
             max_steps, steps_axis = jnp.max(num_steps), 0
@@ -543,6 +307,8 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
                     return jnp.where(on, mode_log_probs(gaussians, y[None])[0, label], 0.0)
 
             return transition_with_move(
+                settings,
+                adapter,
                 chain,
                 i,
                 num_anneal,
