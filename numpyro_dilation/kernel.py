@@ -4,7 +4,8 @@ This module does what only a NumPyro kernel does: check the arguments, build
 the potential from the model (``initialize_model``), resolve the centre, map
 the core's :func:`~numpyro_dilation.dilation.init` over vectorised chains, and
 run the health checks.  The sampler itself is :mod:`numpyro_dilation.dilation`
-(and :mod:`numpyro_dilation.ensemble` for population moves).
+(composing :mod:`numpyro_dilation.moves` and :mod:`numpyro_dilation.iteration`;
+:mod:`numpyro_dilation.ensemble` for population moves).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the rest of the warmup exactly as NUTS does (dual averaging and Stan's
 windows, from the step size the annealing's curvature suggests) and samples.
 Nothing of NUTS is written again here: this module only moves the position,
 potential and gradient across, and mirrors NUTS's state into
-:class:`~numpyro_dilation.dilation.DilationState` so that extra fields and the
+:class:`~numpyro_dilation.state.DilationState` so that extra fields and the
 health checks read the same names whichever kernel runs.
 """
 

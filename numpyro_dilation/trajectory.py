@@ -21,7 +21,7 @@ The integrator and the kinetic energy are NumPyro's
 (:func:`numpyro.infer.hmc_util.velocity_verlet`,
 :func:`numpyro.infer.hmc_util.euclidean_kinetic_energy`).  This module is pure
 functions on flat arrays; where the statistics come from (one chain, or the
-mean over vectorised chains) is :mod:`numpyro_dilation.dilation`'s business.
+mean over vectorised chains) is :mod:`numpyro_dilation.iteration`'s business.
 """
 
 from __future__ import annotations
