@@ -106,7 +106,7 @@ class DilationState(NamedTuple):
 
 
 class DilationSettings(NamedTuple):
-    """Fixed settings of the transition (Python values, closed over when tracing).
+    """Fixed settings of the transition (Python values, static when tracing).
 
     Attributes
     ----------
