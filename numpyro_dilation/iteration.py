@@ -24,7 +24,7 @@ from jax import random, vmap
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
-from numpyro_dilation import pooling
+from numpyro_dilation import pooling, trajectory
 from numpyro_dilation.adaptation import WindowAdapter
 from numpyro_dilation.metric import variances
 from numpyro_dilation.modes import ClusterGaussians, chain_search, mode_log_probs
@@ -116,7 +116,10 @@ def pooled_update(
     if settings.stationary == "hmc" and settings.adapt_trajectory_length:
         gradients = jax.vmap(chees_gradient_of)(previous, move, state.adapt_state.trajectory.center)
         weights = jnp.where(move.diverging, 0.0, move.accept_prob)
-        chees = (gradients, weights, trajectory_jitter(i))
+        exposure, events = jax.vmap(trajectory.uturn_observation)(
+            move, previous.adapt_state.step_size
+        )
+        chees = (gradients, weights, trajectory_jitter(i), exposure, events)
     modes, adapt = pooling.update(
         state.modes, state.adapt_state, i, move.accept_prob, adapter, chees
     )

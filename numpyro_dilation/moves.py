@@ -82,7 +82,9 @@ def initial_step_size(curvature: ArrayLike, stationary: str) -> jax.Array:
 def trajectory_length(adapt: AdaptState, i: ArrayLike, num_warmup: ArrayLike) -> jax.Array:
     """The warmup iterate of the trajectory length, or its average once warmup is over."""
     return jnp.where(
-        i < num_warmup, adapt.trajectory.length, trajectory.final_length(adapt.trajectory)
+        i < num_warmup,
+        trajectory.warmup_length(adapt.trajectory),
+        trajectory.final_length(adapt.trajectory),
     )
 
 
@@ -160,6 +162,7 @@ def langevin_move_of(
         *move,
         proposal_velocity=jnp.zeros_like(state.y),
         num_steps=jnp.ones((), jnp.result_type(int)),
+        uturn_steps=jnp.zeros((), jnp.result_type(int)),
     ), step_y * state.t
 
 
@@ -285,6 +288,9 @@ def warmup_update(
             gradient = move.accept_prob * chees_gradient_of(state, move, traj.center)
             traj = trajectory.update_trajectory(
                 traj, gradient, trajectory_jitter(i), adapt.step_size
+            )
+            traj = trajectory.update_uturns(
+                traj, *trajectory.uturn_observation(move, adapt.step_size)
             )
         # while annealing, the length waits at one posterior scale (1 / sqrt(L))
         restarted = trajectory.init_trajectory(

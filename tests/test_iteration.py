@@ -184,6 +184,7 @@ def test_pooled_update_shares_one_step_size_and_length_within_each_mode():
         proposal_potential=state.potential_energy,
         proposal_velocity=state.y,
         num_steps=jnp.full(4, 5),
+        uturn_steps=jnp.array([3, 0, 2, 0]),
     )
     updated = jax.jit(
         lambda s: iteration.pooled_update(

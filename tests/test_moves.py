@@ -145,6 +145,7 @@ def test_a_diverging_move_gives_zero_chees_gradient():
         proposal_potential=state.potential_energy,
         proposal_velocity=jnp.ones_like(y),
         num_steps=jnp.array(4),
+        uturn_steps=jnp.array(0),
     )
     center = jnp.zeros_like(y)
     assert float(moves.chees_gradient_of(state, move, center)) == 0.0
