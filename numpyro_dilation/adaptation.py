@@ -11,15 +11,17 @@ Warmup runs in two phases, keyed on the iteration counter ``i``:
    divergent step is rejected: the chain keeps its rescaled position (in the
    original coordinates it is dilated to the next level, an exact transport
    between levels), so every chain reaches ``t = 1`` when the annealing ends.
-2. ``num_anneal_steps <= i < num_warmup``: MALA at ``t = 1``; the step size is
-   adapted by NumPyro's dual averaging towards ``target_accept_prob``.
+2. ``num_anneal_steps <= i < num_warmup``: the stationary kernel (HMC by
+   default, MALA as an option) at ``t = 1``; the step size is adapted by
+   NumPyro's dual averaging towards ``target_accept_prob``.
 
 The mass matrix is adapted in Stan's doubling windows, once over the annealing
 and again over the rest of the warmup, from NumPyro's Welford estimates of the
 positions *and* of the gradients.  The gradient-informed estimate (the geometric
 mean of ``Cov(y)`` and ``Cov(grad U)^{-1}``, as in nutpie) is exact for a
 Gaussian posterior even from a window in which the chain has barely moved,
-which is what makes MALA usable on badly conditioned posteriors.
+which is what makes the short stationary warmup usable on badly conditioned
+posteriors.
 
 After warmup the step size and mass matrix are frozen.
 """
@@ -57,8 +59,8 @@ class AdaptState(NamedTuple):
     Attributes
     ----------
     step_size : float
-        MALA step size ``h`` at ``t = 1`` (in the warmup, the current iterate of
-        dual averaging).
+        Step size of the stationary kernel at ``t = 1`` (leapfrog step for HMC,
+        ``h`` for MALA; in the warmup, the current iterate of dual averaging).
     metric : numpyro_dilation.metric.Metric
         Preconditioner ``P`` with its square root and whitening map.
     curvature : float
@@ -274,9 +276,9 @@ def window_adapter(
     The mass matrix is estimated in Stan's doubling windows during the annealing
     (in rescaled coordinates every gradient is a gradient of the target's own
     potential, so the annealing can be preconditioned too) and again, from
-    scratch, in the MALA part of the warmup (see :func:`adaptation_windows`).
+    scratch, in the stationary part of the warmup (see :func:`adaptation_windows`).
     Dual averaging of the step size runs only when ``update`` is told to (the
-    MALA part).  Reuses NumPyro's dual averaging, Welford estimator and window
+    stationary part).  Reuses NumPyro's dual averaging, Welford estimator and window
     schedule.
     """
     ss_init, ss_update = dual_averaging()
@@ -547,8 +549,7 @@ def update_curvature(
     (:func:`cubic_error`).  Locally a heavy (Student-t) tail at radius ``r``
     looks like a Gaussian of scale ``r / sqrt(nu + d)``: its secant falls as
     ``1 / r^2``, the step ``1 / L`` grows as ``r^2`` and moves the chain by about
-    ``r``, farther out, where the potential is flatter still, without end (every
-    chain left for radius 1e3-1e4 on a 10-D Student-t mixture).  Such moves
+    ``r``, farther out, where the potential is flatter still, without end.  Such moves
     leave a cubic error of several nats whatever ``r``, where on a Gaussian
     there is none, so the step stops growing before it outruns the tail.  The
     tolerance falls with ``d``: the error of a move grows about as ``d``, and
@@ -589,15 +590,12 @@ def pooled_acceptance(accept_prob: ArrayLike) -> jax.Array:
     """The acceptance that the shared step size of vectorised chains is adapted on.
 
     The geometric mean of the chains' acceptance probabilities, each floored at
-    :data:`POOLED_ACCEPT_FLOOR`.  The arithmetic mean let a few chains in a hard
+    :data:`POOLED_ACCEPT_FLOOR`.  The arithmetic mean lets a few chains in a hard
     region (the arms of a banana, the neck of a hierarchical model) reject, or
-    diverge, at every iteration while the mean stayed on target: at 64 chains
-    the banana's draws had 6404 divergent transitions and sd ratios up to 1.40,
-    the centred eight schools 315 and a mean error of 0.145 sd.  The geometric
+    diverge, at every iteration while the mean stays on target; the geometric
     mean gives those chains more weight, as the harmonic mean of Hoffman, Radul
-    & Sountsov (2021) does, but without letting one chain near zero decide: with
-    4 chains the harmonic mean passed 11 of the 17 hard-geometry targets against
-    14 for the geometric mean (see docs/how-it-works.md for both measurements).
+    & Sountsov (2021) does, without letting one chain near zero decide
+    (docs/how-it-works.md has the measurements of all three).
     """
     floored = jnp.maximum(jnp.asarray(accept_prob), POOLED_ACCEPT_FLOOR)
     return jnp.exp(jnp.mean(jnp.log(floored)))

@@ -14,7 +14,7 @@ import numpy as np
 #: A phase whose mean acceptance probability is below this is not sampling.
 MIN_MEAN_ACCEPT_PROB = 0.05
 #: An adapted step size below this moves a chain a negligible distance: the
-#: metric is adapted to the posterior's scale, where a good MALA step is 0.1-1.5.
+#: metric is adapted to the posterior's scale, where a good step is of order 0.1-1.
 MIN_STEP_SIZE = 1e-4
 #: An adapted step size above this, in a metric adapted to the posterior's scale,
 #: means the potential barely changes over huge moves: a flat or improper posterior.

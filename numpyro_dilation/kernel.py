@@ -64,10 +64,10 @@ DEFAULT_EPS = 0.75
 DEFAULT_ALPHA = 0.75
 DEFAULT_T_MIN = 0.03
 #: ``dense_mass=None`` uses a dense mass matrix up to this many unconstrained
-#: dimensions: MALA, unlike NUTS, cannot make up for correlations with long
-#: trajectories (on the posteriordb regressions a diagonal metric gave min ESS
-#: 5-49 per 4000 draws, a dense one 520-1700).  A window with too few draws for
-#: a dense estimate falls back to the diagonal (``adaptation.MIN_DRAWS_PER_DIM``).
+#: dimensions: the short annealing and warmup cannot make up for correlations
+#: that a diagonal metric leaves (measurements in docs/how-it-works.md).  A window
+#: with too few draws for a dense estimate falls back to the diagonal
+#: (``adaptation.MIN_DRAWS_PER_DIM``).
 AUTO_DENSE_MAX_DIM = 100
 
 
