@@ -54,6 +54,7 @@ def result():
     )
 
 
+@pytest.mark.integration
 def test_tables_have_every_column(result):
     assert isinstance(result, Comparison)
     assert list(result.samplers.index) == ["dilation", "nuts"]
@@ -73,6 +74,7 @@ def test_tables_have_every_column(result):
         )
 
 
+@pytest.mark.integration
 def test_values_are_sensible(result):
     table = result.samplers
     assert np.all(table["chains"] == 16) and np.all(table["draws"] == 300)
@@ -108,6 +110,7 @@ def test_values_are_sensible(result):
     assert np.all(params["sd"] > 0) and np.all(params["ess_tail"] > 0)
 
 
+@pytest.mark.integration
 def test_reference_columns(result):
     params = result.parameters
     ref_x = result.reference_draws["x"]
@@ -128,6 +131,7 @@ def test_reference_columns(result):
     assert np.all(abs(result.samplers[["min_sd_ratio", "max_sd_ratio"]] - 1) < 0.3)
 
 
+@pytest.mark.integration
 def test_modes_table(result):
     modes = result.modes
     assert list(modes.index) == ["dilation", "nuts", "reference"]
@@ -142,6 +146,7 @@ def test_modes_table(result):
     )
 
 
+@pytest.mark.integration
 def test_markdown_and_dataframe(result):
     text = result.to_markdown()
     for heading in (
@@ -160,6 +165,7 @@ def test_markdown_and_dataframe(result):
         result.to_dataframe("nope")
 
 
+@pytest.mark.integration
 def test_plot_writes_every_figure(result, tmp_path):
     pytest.importorskip("matplotlib")
     written = result.plot(tmp_path / "figs")
@@ -170,6 +176,7 @@ def test_plot_writes_every_figure(result, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.integration
 def test_annealing_record(result):
     annealing = result.annealing
     assert annealing is not None and annealing.samples["x"].shape[1:] == (16, 2)
@@ -182,6 +189,7 @@ def test_annealing_record(result):
     np.testing.assert_allclose(annealing.samples["x"][0], warm_x[:, annealing.iterations[0]])
 
 
+@pytest.mark.integration
 def test_default_samplers_and_reference_from_inference_data(result):
     samplers = _check_samplers(None, gaussian)
     assert list(samplers) == ["DilationLangevin", "NUTS"]

@@ -147,6 +147,7 @@ def test_still_travelling_chain_warns_at_the_end_of_warmup(travelling_run):
     assert "num_warmup" in health[0]
 
 
+@pytest.mark.integration
 def test_the_travelling_case_in_float64_warns_too():
     out = run_python(
         """
@@ -183,6 +184,7 @@ def normal():
     numpyro.sample("x", dist.Normal(0.0, 1.0))
 
 
+@pytest.mark.integration
 def test_well_mixed_normal_run_is_silent():
     mcmc = MCMC(
         DilationLangevin(normal),
@@ -224,6 +226,7 @@ def run_two_chains(kernel, chain_method, **run_kwargs):
 
 
 @pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
+@pytest.mark.integration
 def test_slow_mixing_is_reported_at_the_sampling_checkpoint(chain_method):
     kernel = DilationLangevin(potential_fn=correlated, adapt_mass_matrix=False, stationary="mala")
     _, health = run_two_chains(kernel, chain_method)
@@ -294,6 +297,7 @@ def walled(x):
 
 
 @pytest.mark.parametrize("chain_method", ["sequential", "vectorized"])
+@pytest.mark.integration
 def test_divergent_transitions_while_sampling_are_reported(chain_method):
     mcmc, health = run_two_chains(
         DilationLangevin(potential_fn=walled), chain_method, extra_fields=("diverging",)

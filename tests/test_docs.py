@@ -36,6 +36,7 @@ MODULES = sorted(
 
 
 @pytest.mark.parametrize("name", MODULES)
+@pytest.mark.integration
 def test_docstring_examples_run(name):
     module = importlib.import_module(name)
     failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

@@ -73,6 +73,7 @@ def test_beta_binomial_interval():
     assert_sd_close(draws, post.std(), kurtosis=3 + post.stats(moments="k"))
 
 
+@pytest.mark.integration
 def test_dirichlet_multinomial_simplex():
     alpha = np.array([1.0, 2.0, 0.5, 3.0])
     counts = np.array([12, 30, 3, 25])
@@ -92,6 +93,7 @@ def test_dirichlet_multinomial_simplex():
     assert_sd_close(draws, sd, kurtosis=4.0)
 
 
+@pytest.mark.integration
 def test_eight_schools_matches_posteriordb_reference():
     """Every parameter within standardised mean error 0.1 and sd ratio [0.9, 1.1].
 

@@ -249,6 +249,7 @@ def heavy_tail_potential(x):
     return jnp.sum(jnp.log1p(jnp.abs(x)))  # density 1/(1+|x|): not integrable
 
 
+@pytest.mark.integration
 def test_improper_posteriors_run_to_the_end_with_finite_draws():
     flat, _ = run(DilationLangevin(flat_model), num_chains=2)
     heavy, _ = run(
@@ -298,6 +299,7 @@ def test_chains_confined_to_a_thin_slab_are_reported():
     assert any("adapted step size after warmup is below 0.0001" in m for m in health), health
 
 
+@pytest.mark.integration
 def test_neal_funnel_flags_divergences():
     """Neal's funnel (d = 10, centred): no crash, finite draws, divergences flagged."""
 
@@ -353,6 +355,7 @@ def test_ill_conditioned_correlated_gaussian_with_dense_metric():
 
 
 @pytest.mark.parametrize("d", [10_000])
+@pytest.mark.integration
 def test_ten_thousand_dimensions(d):
     """N(mu, diag(sd^2)) with sd from 0.1 to 10 and mu up to 3 sd from the centre.
 

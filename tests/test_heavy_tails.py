@@ -13,6 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.scipy.special import gammaln, logsumexp
 from numpyro.infer import MCMC
 
@@ -67,6 +68,7 @@ def test_curvature_is_not_lowered_along_a_move_out_in_a_tail():
     assert out[1] == 1.0
 
 
+@pytest.mark.integration
 def test_student_t_mixture_chains_stay_in_the_modes_and_weigh_them():
     num_chains, num_warmup, num_samples = 32, 300, 250
     kernel = DilationLangevin(potential_fn=potential, ensemble=True)

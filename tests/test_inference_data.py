@@ -113,6 +113,7 @@ def test_dilation_warmup_groups_hold_the_annealing(dilation_run):
     assert post["mu"].shape == (2, 60) and np.all(post["sigma"].values > 0)
 
 
+@pytest.mark.integration
 def test_nuts_sample_stats_and_gradient_counts(nuts_run):
     mcmc, record = nuts_run
     idata = to_inference_data(mcmc, warmup=record)

@@ -55,6 +55,7 @@ EXTRA = (
 )
 
 
+@pytest.mark.integration
 def test_draws_are_constrained_with_deterministic_sites_and_extra_fields():
     mcmc = run(DilationLangevin(normal_model), y=Y, extra_fields=EXTRA)
     samples = mcmc.get_samples()
@@ -132,6 +133,7 @@ def test_progress_bar_text_shows_level_then_acceptance():
     assert kernel.get_diagnostics_str(annealing).startswith("t=1.00e-01")
 
 
+@pytest.mark.integration
 def test_continuing_from_post_warmup_state_does_not_re_anneal():
     kernel = DilationLangevin(normal_model)
     mcmc = MCMC(kernel, num_warmup=100, num_samples=30, progress_bar=False)
@@ -155,6 +157,7 @@ def test_continuing_from_post_warmup_state_does_not_re_anneal():
     np.testing.assert_array_equal(mcmc2.get_extra_fields()["t"], 1.0)
 
 
+@pytest.mark.integration
 def test_same_seed_same_draws_and_chain_methods_agree():
     a = run(DilationLangevin(normal_model), num_chains=2, num_samples=300, y=Y)
     b = run(DilationLangevin(normal_model), num_chains=2, num_samples=300, y=Y)
@@ -171,6 +174,7 @@ def test_same_seed_same_draws_and_chain_methods_agree():
     assert abs(float(v.get_samples()["mu"].mean() - a.get_samples()["mu"].mean())) < 0.5
 
 
+@pytest.mark.integration
 def test_parallel_chains_on_two_cpu_devices():
     out = run_python(
         """
@@ -197,6 +201,7 @@ print("ok")
     assert "ok" in out
 
 
+@pytest.mark.integration
 def test_jit_model_args_reuses_the_compiled_sampler():
     kernel = DilationLangevin(normal_model)
     mcmc = MCMC(kernel, num_warmup=60, num_samples=20, progress_bar=False, jit_model_args=True)
@@ -207,6 +212,7 @@ def test_jit_model_args_reuses_the_compiled_sampler():
     assert second - first > 5.0  # the new data were used
 
 
+@pytest.mark.integration
 def test_pickled_mcmc_continues():
     mcmc = MCMC(DilationLangevin(normal_model), num_warmup=60, num_samples=20, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(0), y=Y)
@@ -217,6 +223,7 @@ def test_pickled_mcmc_continues():
     assert restored.get_samples()["mu"].shape == (20,)
 
 
+@pytest.mark.integration
 def test_potential_fn_with_init_params():
     U = lambda x: 0.5 * jnp.sum((x - 2.0) ** 2)
     mcmc = run(
@@ -249,6 +256,7 @@ def constrained_model():
         numpyro.sample("scale", dist.LogNormal(0.0, 0.5))
 
 
+@pytest.mark.integration
 def test_constrained_supports_come_back_in_their_support():
     mcmc = run(DilationLangevin(constrained_model), num_samples=100)
     s = mcmc.get_samples()

@@ -48,10 +48,10 @@ from .conftest import run_python
 TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 X64 = "JAX_ENABLE_X64" in os.environ
 
-#: The few tests that take over 20 s each on a 2-core machine run in the
-#: integration tier (``-m integration``, which CI runs), with NumPyro's budgets
-#: unchanged; the rest run by default.
-slow = pytest.mark.integration
+#: NumPyro's own MCMC behaviours, each an end-to-end run that compiles the
+#: sampler (about ten seconds each on 2 cores): the integration tier
+#: (``-m integration``, which CI runs), with NumPyro's budgets unchanged.
+pytestmark = pytest.mark.integration
 
 
 def run_on_two_devices(func_name, **kwargs):
@@ -99,7 +99,6 @@ def test_unnormalized_normal_x64(dense_mass):
         assert draws.dtype == jnp.float64
 
 
-@slow
 @pytest.mark.parametrize("regularize", [True, False])
 def test_correlated_mvn(regularize):
     # needs a dense mass matrix
@@ -178,7 +177,7 @@ def _uniform_normal_model(data, improper=False):
     numpyro.sample("obs", dist.Normal(loc, 0.1), obs=data)
 
 
-@pytest.mark.parametrize("forward_mode_differentiation", [pytest.param(True, marks=slow), False])
+@pytest.mark.parametrize("forward_mode_differentiation", [True, False])
 def test_uniform_normal(forward_mode_differentiation):
     true_coef = 0.9
     num_warmup, num_samples = 1000, 1000
@@ -309,7 +308,6 @@ def run_in_x64(func_name, **kwargs):
     assert "x64 run ok" in run_python(code, env_extra={"JAX_ENABLE_X64": "1"})
 
 
-@slow
 def test_change_point_x64():
     run_in_x64("change_point")
 
@@ -375,7 +373,6 @@ def binomial_stable(with_logits):
         assert samples["p"].dtype == jnp.float64
 
 
-@slow
 def test_improper_prior():
     true_mean, true_std = 1.0, 2.0
     num_warmup, num_samples = 1000, 8000
@@ -569,8 +566,8 @@ def check_chain(use_init_params, chain_method):
     "chain_method",
     [
         "parallel",  # its 2 x 10000 iterations run concurrently on two devices
-        pytest.param("sequential", marks=slow),
-        pytest.param("vectorized", marks=slow),
+        "sequential",
+        "vectorized",
     ],
 )
 def test_chain(use_init_params, chain_method):
@@ -637,7 +634,6 @@ def check_chain_jit_args_smoke(chain_method, compile_args):
     assert mcmc.get_samples()["p_latent"].shape == (10, 3)
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("chain_method", ["sequential", "parallel", "vectorized"])
 @pytest.mark.parametrize("compile_args", [False, True])
 def test_chain_jit_args_smoke(chain_method, compile_args):
