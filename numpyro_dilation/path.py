@@ -136,15 +136,6 @@ def rescaled_step_size(eps: ArrayLike, alpha: ArrayLike, t: ArrayLike, curvature
     return eps * t ** (alpha - 1) / curvature
 
 
-def langevin_step_size(eps: ArrayLike, t: ArrayLike, alpha: ArrayLike):
-    """The paper's adaptive step size ``h = eps * t**alpha`` at level ``t``.
-
-    The rescaled-coordinate step is ``h / t = eps * t**(alpha - 1)``: with
-    ``alpha < 1`` the early levels take relatively large (hot, exploratory) steps.
-    """
-    return eps * t**alpha
-
-
 def geometric_schedule(u: ArrayLike, t_min: float):
     """Levels equally spaced in ``log t``: ``t = t_min ** (1 - u)`` for ``u`` in [0, 1]."""
     return jnp.power(t_min, 1.0 - u)
@@ -221,7 +212,6 @@ __all__ = [
     "from_rescaled",
     "geometric_schedule",
     "initial_level",
-    "langevin_step_size",
     "level_after",
     "linear_schedule",
     "log_density",

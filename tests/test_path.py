@@ -77,8 +77,9 @@ def test_rescaled_update_equals_direct_update(t, t_next):
 
 
 def test_step_size_rule():
-    assert path.langevin_step_size(0.5, 0.25, 0.5) == pytest.approx(0.25)
-    assert path.langevin_step_size(0.5, 1.0, 0.75) == pytest.approx(0.5)
+    # the paper's h = eps * t**alpha on p_t is h / t in rescaled coordinates, in units of 1 / L
+    assert path.rescaled_step_size(0.5, 0.5, 0.25, 1.0) == pytest.approx(0.25 / 0.25)
+    assert path.rescaled_step_size(0.5, 0.75, 1.0, 2.0) == pytest.approx(0.5 / 2.0)
 
 
 def test_named_schedules_run_from_t_min_to_one():
