@@ -137,7 +137,7 @@ def pooled_start(settings: DilationSettings, state: DilationState) -> DilationSt
         state.adapt_state,
         initial_step_size(curvature, settings.stationary),
         jax.lax.rsqrt(curvature) if settings.stationary == "hmc" else None,
-        settings.adapt_step_size,
+        settings.step_from_curvature,
     )
     return state._replace(modes=modes, adapt_state=adapt)
 

@@ -364,7 +364,7 @@ class DilationLangevin(MCMCKernel):
             alpha=self._alpha,
             levels=path.make_schedule(self._schedule, self._t_min),
             adjust=self._adjust,
-            adapt_step_size=self._adapt_step_size and size > 0,
+            step_from_curvature=self._adapt_step_size and size > 0,
             forward_mode_differentiation=self._forward_mode_differentiation,
             # the annealing's own moves are Langevin whichever kernel follows
             stationary="mala" if self._stationary == "nuts" else self._stationary,

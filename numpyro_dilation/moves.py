@@ -301,7 +301,7 @@ def warmup_update(
                 lambda new, old: jnp.where(annealing, new, old), restarted, traj
             )
         )
-    if settings.adapt_step_size:
+    if settings.step_from_curvature:
         # At t = 1 the step starts from the one the curvature suggests.
         restarted = restart_dual_averaging(
             adapt, initial_step_size(adapt.curvature, settings.stationary)

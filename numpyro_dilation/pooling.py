@@ -170,11 +170,11 @@ def start(
     adapt: AdaptState,
     step_size: jax.Array,
     trajectory_length: jax.Array | None,
-    adapt_step_size: bool,
+    step_from_curvature: bool,
 ) -> tuple[ModeState, AdaptState]:
     """At the end of the annealing, one starting step (and trajectory length) for every slot."""
     num_slots = modes.step_size.shape[0]
-    if adapt_step_size:
+    if step_from_curvature:
         ss_init, _ = dual_averaging()
         step = jnp.broadcast_to(step_size, (num_slots,)).astype(modes.step_size.dtype)
         ss_state = jax.vmap(lambda h: ss_init(jnp.log(10.0) + jnp.log(h)))(step)

@@ -116,8 +116,10 @@ class DilationSettings(NamedTuple):
         The schedule ``u -> t`` (:func:`numpyro_dilation.path.make_schedule`).
     adjust : bool
         Metropolis-adjust the sampling phase (the warmup at ``t = 1`` always is).
-    adapt_step_size : bool
-        Restart dual averaging from the curvature's step while annealing.
+    step_from_curvature : bool
+        Start the stationary kernel's step size from the curvature the annealing
+        measured (``1 / sqrt(L)``, or ``1 / L`` for MALA) and restart dual
+        averaging there; off when the user fixes the step size.
     forward_mode_differentiation : bool
         Differentiate the potential in forward mode.
     stationary : {"hmc", "mala"}
@@ -131,7 +133,7 @@ class DilationSettings(NamedTuple):
     alpha: float
     levels: Callable
     adjust: bool = True
-    adapt_step_size: bool = True
+    step_from_curvature: bool = True
     forward_mode_differentiation: bool = False
     stationary: str = "mala"
     adapt_trajectory_length: bool = True
