@@ -18,6 +18,7 @@ Conventions used by every suite (and documented in ``benchmarks/README.md``):
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,13 @@ def median(values: Sequence[float]) -> float:
     """Median of ``values`` as a float (``nan`` if empty)."""
     values = [float(v) for v in values]
     return float(statistics.median(values)) if values else float("nan")
+
+
+def fmt(x: Any, spec: str, missing: str = "-") -> str:
+    """``format(x, spec)``, or ``missing`` for ``None`` and non-finite floats (a table cell)."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return missing
+    return format(x, spec)
 
 
 def timed(fn: Callable, *args: Any) -> tuple[Any, float]:

@@ -85,6 +85,7 @@ from numpyro.infer.util import initialize_model
 
 from benchmarks import common
 from benchmarks.posteriors import POSTERIORS, stan_names
+from numpyro_dilation.workflow import examples
 
 __all__ = [
     "REFERENCE_DIR",
@@ -149,9 +150,9 @@ FUNNEL_DIM, FUNNEL_SCALE = 9, 3.0
 
 
 def funnel_model():
-    """Neal's funnel (d = 10), centred: ``v ~ N(0, 3)``, ``x_i ~ N(0, exp(v / 2))``."""
-    v = numpyro.sample("v", dist.Normal(0.0, FUNNEL_SCALE))
-    numpyro.sample("x", dist.Normal(0.0, jnp.exp(v / 2)).expand([FUNNEL_DIM]).to_event(1))
+    """Neal's funnel (d = 10), centred: the bundled example's model
+    (:func:`numpyro_dilation.workflow.examples.funnel_model`, ``v ~ N(0, 3)``)."""
+    examples.funnel_model(FUNNEL_DIM)
 
 
 def _funnel_moments() -> dict[str, tuple[float, float]]:
@@ -884,7 +885,7 @@ def run_under_flag(module: str, quick: bool) -> dict[str, Any]:
 
 
 def _fmt(x: Any, spec: str) -> str:
-    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, spec)
+    return common.fmt(x, spec, missing="-")
 
 
 def report(result: dict[str, Any], figure_dir: Path) -> str:

@@ -172,7 +172,7 @@ def run_model(name: str, sampler: str, key: jax.Array, *, num_chains: int, num_w
     the module docstring), ``loglik_median`` and ``loglik_reference``,
     ``sorted_mu_median`` (median over draws of the sorted component means)
     and, for NUTS, ``divergences``; untimed (see
-    :func:`benchmarks.mixture_samplers.timed`).
+    :func:`benchmarks.mixture_samplers.timed_with_compile`).
     """
     from numpyro.infer import MCMC, NUTS, init_to_sample
 

@@ -2,7 +2,7 @@
 
 Each ``run_*`` returns a dict with ``draws`` ``(chains, draws, d)`` and the cost
 fields ``grads_per_chain`` and ``grads_total`` (plus sampler-specific extras);
-:func:`timed` adds ``wall_s``, ``compile_s`` and ``sample_s``.  Parallel
+:func:`timed_with_compile` adds ``wall_s``, ``compile_s`` and ``sample_s``.  Parallel
 tempering is in :mod:`benchmarks.tempering`.
 
 - :func:`run_dilation`: DilationLangevin, every chain started at the origin
@@ -38,12 +38,12 @@ __all__ = [
     "run_nuts",
     "run_smc",
     "step_size_spread",
-    "timed",
+    "timed_with_compile",
     "uniform_init",
 ]
 
 
-def timed(fn: Callable[[], dict]) -> dict:
+def timed_with_compile(fn: Callable[[], dict]) -> dict:
     """Run ``fn`` and add ``wall_s``, ``compile_s`` and ``sample_s`` to its result.
 
     ``compile_s`` sums JAX's compile-time events (trace, lowering, backend

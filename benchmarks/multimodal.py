@@ -93,14 +93,14 @@ import jax
 import numpy as np
 from jax import random
 
-from benchmarks import tempering
+from benchmarks import common, tempering
 from benchmarks.label_switching import BULK_DROP, MODELS, run_model
 from benchmarks.mixture_samplers import (
     run_aies,
     run_dilation,
     run_nuts,
     run_smc,
-    timed,
+    timed_with_compile,
 )
 from benchmarks.mixtures import (
     SCALE_FACTORS,
@@ -415,7 +415,7 @@ def run(quick: bool = False, only_targets: list[str] | None = None,
         if (group, tname, name) in done:
             continue
         if group == "label_switching":
-            out = timed(lambda m=tname, n=name: run_model(
+            out = timed_with_compile(lambda m=tname, n=name: run_model(
                 m, n, _run_key(m, n), num_chains=s["num_chains"], num_warmup=s["num_warmup"],
                 num_samples=s["num_samples"]))
             _efficiency(out)
@@ -426,7 +426,7 @@ def run(quick: bool = False, only_targets: list[str] | None = None,
         elif group == "ablation":
             target = every[tname]
             alpha, anneal = _parse_ablation(name)
-            out = timed(lambda t=target, a=alpha, n=anneal: run_dilation(
+            out = timed_with_compile(lambda t=target, a=alpha, n=anneal: run_dilation(
                 t, _run_key(t.name, f"ablation {a} {n}"), num_chains=s["num_chains"],
                 num_warmup=n + ABLATION_ADAPT, num_samples=s["num_samples"], alpha=a,
                 num_anneal_steps=n))
@@ -440,11 +440,11 @@ def run(quick: bool = False, only_targets: list[str] | None = None,
                 if ens is None:  # nothing to match
                     continue
                 budget = round(ens["grads_per_chain"])
-                out = timed(lambda t=target, k=key, b=budget: tempering.run_pt(
+                out = timed_with_compile(lambda t=target, k=key, b=budget: tempering.run_pt(
                     t, k, num_chains=s["num_chains"], budget=b))
                 record(target, name, group, out, budget=budget)
             else:
-                record(target, name, group, timed(lambda n=name, t=target, k=key: samplers[n](t, k)))
+                record(target, name, group, timed_with_compile(lambda n=name, t=target, k=key: samplers[n](t, k)))
         checkpoint()
 
     provenance["date_end"] = _provenance()["date"]
@@ -486,9 +486,7 @@ def _tv_target(name: str, dim: int) -> float | None:
 
 
 def _fmt(x: Any, spec: str = ".3f") -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    return format(x, spec)
+    return common.fmt(x, spec, missing="–")
 
 
 def _cost(r: dict) -> tuple[str, str]:

@@ -99,7 +99,7 @@ def mixture_run(name: str, fraction: float, seed: int, s: dict) -> dict:
     steps = round(fraction * s["num_warmup"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unmixed chains are what the default kernel gives here
-        out = mixture_samplers.timed(
+        out = mixture_samplers.timed_with_compile(
             lambda: mixture_samplers.run_dilation(
                 target,
                 jax.random.PRNGKey(seed),
