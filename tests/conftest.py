@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from numpyro.diagnostics import effective_sample_size
+from numpyro.infer import MCMC
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -56,6 +58,35 @@ def assert_sd_close(draws, true_sd, z=4.5, kurtosis=3.0):
     rel_tol = z * 0.5 * np.sqrt((kurtosis - 1.0) / n_eff)
     ratio = sd / np.asarray(true_sd)
     assert np.all(np.abs(ratio - 1) <= rel_tol), f"sd ratio {ratio} off by more than {rel_tol}"
+
+
+#: The data set of the normal model that several test files run on (20 draws of N(3, 2)).
+NORMAL_Y = jnp.asarray(np.random.default_rng(0).normal(3.0, 2.0, size=20))
+
+
+def run_mcmc(
+    kernel,
+    *,
+    num_warmup,
+    num_samples,
+    num_chains=1,
+    chain_method="sequential",
+    seed=0,
+    **run_kwargs,
+):
+    """``MCMC(kernel, ...)`` without a progress bar, run from ``PRNGKey(seed)`` with
+    ``run_kwargs`` (model arguments, ``init_params``, ``extra_fields``); the one way
+    the test files run a sampler."""
+    mcmc = MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=chain_method,
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.PRNGKey(seed), **run_kwargs)
+    return mcmc
 
 
 def run_python(code, env_extra=None, timeout=600):

@@ -21,12 +21,11 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from numpyro.distributions import constraints
-from numpyro.infer import MCMC
 from scipy import integrate, stats
 
 from numpyro_dilation import DilationLangevin, SamplerHealthWarning
 
-from .conftest import assert_mean_close, assert_sd_close, divergence_counts
+from .conftest import assert_mean_close, assert_sd_close, divergence_counts, run_mcmc
 
 
 def run(
@@ -43,18 +42,15 @@ def run(
 
     With ``divergence_reports``, the reports of divergent transitions are kept too.
     """
-    mcmc = MCMC(
-        kernel,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method="vectorized",
-        progress_bar=False,
-    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplerHealthWarning)
-        mcmc.run(
-            jax.random.PRNGKey(seed),
+        mcmc = run_mcmc(
+            kernel,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            chain_method="vectorized",
+            seed=seed,
             init_params=init,
             extra_fields=("diverging", "accept_prob", *extra),
         )

@@ -14,7 +14,7 @@ from numpyro.infer import MCMC, init_to_value
 from numpyro_dilation import DilationLangevin, DilationState, SamplerHealthWarning
 from numpyro_dilation.modes import chain_search_cost
 
-from .conftest import run_python
+from .conftest import NORMAL_Y, run_mcmc, run_python
 
 
 def normal_model(y=None):
@@ -25,22 +25,11 @@ def normal_model(y=None):
         numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
 
 
-Y = jnp.asarray(np.random.default_rng(0).normal(3.0, 2.0, size=20))
+Y = NORMAL_Y
 
 
-def run(
-    kernel, num_warmup=100, num_samples=50, num_chains=1, chain_method="sequential", **run_kwargs
-):
-    mcmc = MCMC(
-        kernel,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method=chain_method,
-        progress_bar=False,
-    )
-    mcmc.run(jax.random.PRNGKey(0), **run_kwargs)
-    return mcmc
+def run(kernel, num_warmup=100, num_samples=50, **kwargs):
+    return run_mcmc(kernel, num_warmup=num_warmup, num_samples=num_samples, **kwargs)
 
 
 EXTRA = (

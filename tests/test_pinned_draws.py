@@ -31,8 +31,10 @@ from numpyro.infer import MCMC
 
 from numpyro_dilation import DilationLangevin
 
+from .conftest import NORMAL_Y
+
 PINNED = Path(__file__).parent / "data" / "pinned_draws.npz"
-Y = jnp.asarray(np.random.default_rng(0).normal(3.0, 2.0, size=20))
+Y = NORMAL_Y
 
 
 def model(y):

@@ -27,7 +27,6 @@ import hashlib
 import pickle
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
@@ -36,9 +35,9 @@ from numpyro.infer import MCMC, NUTS
 
 from numpyro_dilation import DilationLangevin
 
-from .conftest import ess, run_python
+from .conftest import NORMAL_Y, ess, run_python
 
-Y = jnp.asarray(np.random.default_rng(0).normal(3.0, 2.0, size=20))
+Y = NORMAL_Y
 FIELDS = ("potential_energy", "accept_prob", "diverging", "step_size")
 HALF = 1000  # draws per chain in each half of a continued run
 SEED = 7

@@ -31,7 +31,7 @@ from numpyro_dilation.trajectory import (
     uturn_observation,
 )
 
-from .conftest import assert_mean_close, assert_sd_close
+from .conftest import assert_mean_close, assert_sd_close, run_mcmc
 
 # A correlated 3-D Gaussian with scales 0.1 to 10.
 SCALES = np.array([0.1, 1.0, 10.0])
@@ -45,21 +45,17 @@ def gaussian_potential(x):
     return 0.5 * jnp.sum(((x - MEAN) @ WHITEN) ** 2)
 
 
-def run(kernel, num_chains=4, chain_method="vectorized", num_warmup=500, num_samples=2000, seed=0):
-    mcmc = MCMC(
+def run(kernel, num_chains=4, chain_method="vectorized", seed=0):
+    return run_mcmc(
         kernel,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
+        num_warmup=500,
+        num_samples=2000,
         num_chains=num_chains,
         chain_method=chain_method,
-        progress_bar=False,
-    )
-    mcmc.run(
-        jax.random.PRNGKey(seed),
+        seed=seed,
         init_params=jnp.zeros((num_chains, 3)),
         extra_fields=("num_steps", "accept_prob", "num_grad_evals"),
     )
-    return mcmc
 
 
 def assert_gaussian_moments(draws):
