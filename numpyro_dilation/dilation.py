@@ -322,7 +322,9 @@ def initial_step_size(curvature, stationary: str):
 def trajectory_length(adapt: AdaptState, i, num_warmup):
     """The warmup iterate of the trajectory length, or its average once warmup is over."""
     return jnp.where(
-        i < num_warmup, adapt.trajectory.length, trajectory.final_length(adapt.trajectory)
+        i < num_warmup,
+        trajectory.warmup_length(adapt.trajectory),
+        trajectory.final_length(adapt.trajectory),
     )
 
 
@@ -372,6 +374,9 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
                 gradient = move.accept_prob * chees_gradient_of(state, move, traj.center)
                 traj = trajectory.update_trajectory(
                     traj, gradient, trajectory_jitter(i), adapt.step_size
+                )
+                traj = trajectory.update_uturns(
+                    traj, *trajectory.uturn_observation(move, adapt.step_size)
                 )
             # while annealing, the length waits at one posterior scale (1 / sqrt(L))
             restarted = trajectory.init_trajectory(
@@ -444,6 +449,7 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
                 *move,
                 proposal_velocity=jnp.zeros_like(state.y),
                 num_steps=jnp.ones((), jnp.result_type(int)),
+                uturn_steps=jnp.zeros((), jnp.result_type(int)),
             ), step_y * state.t
 
         def hamiltonian(key):
@@ -574,7 +580,10 @@ def build_kernel(settings: DilationSettings, adapter: WindowAdapter) -> Dilation
                 previous, move, state.adapt_state.trajectory.center
             )
             weights = jnp.where(move.diverging, 0.0, move.accept_prob)
-            chees = (gradients, weights, trajectory_jitter(i))
+            exposure, events = jax.vmap(trajectory.uturn_observation)(
+                move, previous.adapt_state.step_size
+            )
+            chees = (gradients, weights, trajectory_jitter(i), exposure, events)
         modes, adapt = pooling.update(
             state.modes, state.adapt_state, i, move.accept_prob, adapter, chees
         )

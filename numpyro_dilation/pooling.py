@@ -28,7 +28,7 @@ from numpyro.infer.hmc_util import dual_averaging
 from numpyro_dilation import modes as mode_lib
 from numpyro_dilation.adaptation import POOLED_ACCEPT_FLOOR, AdaptState, WindowAdapter
 from numpyro_dilation.metric import Metric, chains_scale
-from numpyro_dilation.trajectory import TrajectoryState, update_trajectory
+from numpyro_dilation.trajectory import TrajectoryState, update_trajectory, update_uturns
 
 
 class ModeState(NamedTuple):
@@ -207,10 +207,11 @@ def update(
         This iteration's acceptance probability of each chain.
     adapter : WindowAdapter
         Supplies the dual-averaging step (``step_size_update``) and whether it runs.
-    chees : (gradients, weights, jitter), optional
+    chees : (gradients, weights, jitter, exposure, events), optional
         Each chain's ChEES gradient and weight (its acceptance, 0 when
-        divergent) and the iteration's jitter; ``None`` when the trajectory
-        length is not adapted.
+        divergent), the iteration's jitter, and each chain's U-turn observation
+        (:func:`numpyro_dilation.trajectory.uturn_observation`); ``None`` when
+        the trajectory length is not adapted.
     """
     num_slots = modes.step_size.shape[0]
     labels = modes.mode
@@ -233,12 +234,17 @@ def update(
             ss_state=jax.tree.map(keep_empty, ss_state, modes.ss_state),
         )
     if chees is not None:
-        gradients, weights, jitter = chees
+        gradients, weights, jitter, exposure, events = chees
         total = group_mean(weights * gradients, labels, num_slots)
         weight = group_mean(weights, labels, num_slots)
         gradient = total / (weight + 1e-12)
         trajectory = jax.vmap(update_trajectory, in_axes=(0, 0, None, 0))(
             modes.trajectory, gradient, jitter, old_step
+        )
+        trajectory = jax.vmap(update_uturns)(
+            trajectory,
+            group_mean(exposure, labels, num_slots),
+            group_mean(events, labels, num_slots),
         )
         modes = modes._replace(trajectory=jax.tree.map(keep_empty, trajectory, modes.trajectory))
     return modes, gather(modes, adapt)

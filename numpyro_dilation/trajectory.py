@@ -14,7 +14,11 @@ trajectory lengths in Hamiltonian Monte Carlo"):
   correction of the energy error;
 - the trajectory length ``T`` climbs the ChEES criterion (the change in the
   estimator of the expected square, ``E[(|q' - m|^2 - |q - m|^2)^2]``) by
-  Adam steps on ``log T``, in the whitened coordinates of the adapted metric;
+  Adam steps on ``log T``, in the whitened coordinates of the adapted metric,
+  and is capped at twice the mean time to a trajectory's first U-turn measured
+  over warmup (eHMC, Wu, Stoehr & Robert 2018): on heavy tails the ChEES
+  criterion has no finite optimum and its estimate is carried by the chains
+  farthest out;
   the step ``eps`` follows dual averaging towards ``target_accept_prob``.
 
 The integrator and the kinetic energy are NumPyro's
@@ -53,6 +57,14 @@ MIN_LENGTH_IN_STEPS = 10.0
 #: Weight ``k**-DECAY`` of the k-th iterate in the running average of ``log T``
 #: that the sampling phase uses (the averaging of dual averaging's ``x_bar``).
 AVERAGING_DECAY = 0.5
+#: The trajectory length is at most this many times the mean time to the first
+#: U-turn measured over warmup (``None``: no cap).  The Halton jitter makes the
+#: mean trajectory half the length, so a factor 2 makes the mean trajectory the
+#: mean U-turn time (Wu, Stoehr & Robert 2018, eHMC).
+UTURN_CAP = 2.0
+#: Per-iteration decay of the U-turn statistics (memory of about 50 iterations,
+#: so that they describe the last metric of the warmup).
+UTURN_DECAY = 0.98
 
 
 class TrajectoryMove(NamedTuple):
@@ -74,6 +86,11 @@ class TrajectoryMove(NamedTuple):
         ``P r`` at the end of the trajectory (what ChEES differentiates along).
     num_steps : int
         Leapfrog steps taken.
+    uturn_steps : int
+        The first leapfrog step at which the trajectory turned back on itself,
+        ``(q_k - q_0) . r_k < 0`` with ``r_k`` the momentum (NUTS's criterion, the
+        whitened distance from the start decreasing); 0 if it did not within
+        ``num_steps``.
     """
 
     y: jax.Array
@@ -86,6 +103,7 @@ class TrajectoryMove(NamedTuple):
     proposal_potential: jax.Array
     proposal_velocity: jax.Array
     num_steps: jax.Array
+    uturn_steps: jax.Array
 
 
 class TrajectoryState(NamedTuple):
@@ -104,6 +122,12 @@ class TrajectoryState(NamedTuple):
     center : array
         Running mean of the position, the ``m`` of ChEES for a chain adapting
         alone (vectorised chains use the mean over chains instead).
+    uturn_exposure, uturn_events : float
+        Decayed sums, over warmup iterations, of the time each trajectory ran
+        before its first U-turn (or in all, if it did not turn) and of the
+        number of trajectories that turned: their ratio is the censored
+        estimate of the mean U-turn time that caps the sampling length
+        (:func:`final_length`).
     """
 
     length: jax.Array
@@ -111,6 +135,8 @@ class TrajectoryState(NamedTuple):
     grad_sq: jax.Array
     count: jax.Array
     center: jax.Array
+    uturn_exposure: jax.Array
+    uturn_events: jax.Array
 
 
 def init_trajectory(size: int, dtype, length: float = INITIAL_TRAJECTORY_LENGTH) -> TrajectoryState:
@@ -122,6 +148,8 @@ def init_trajectory(size: int, dtype, length: float = INITIAL_TRAJECTORY_LENGTH)
         grad_sq=jnp.zeros((), dtype),
         count=jnp.zeros((), jnp.result_type(int)),
         center=jnp.zeros(size, dtype),
+        uturn_exposure=jnp.zeros((), dtype),
+        uturn_events=jnp.zeros((), dtype),
     )
 
 
@@ -205,17 +233,25 @@ def hmc_move(
         potential_fn, euclidean_kinetic_energy, forward_mode_differentiation
     )
     start = IntegratorState(y, r, potential_energy, grad)
+    no_turn = jnp.zeros((), jnp.result_type(int))
+
+    def leapfrog(k, carry):
+        s, turn = carry
+        new = update(step_size, inverse_mass_matrix, s)
+        # the first U-turn (NUTS's criterion): the momentum points back towards the start
+        turned = jnp.dot(new.z - y, new.r) < 0
+        turn = jnp.where((turn == 0) & turned, k + 1, turn)
+        return new, turn
+
     if max_steps is None:
-        end = jax.lax.fori_loop(
-            0, num_steps, lambda _, s: update(step_size, inverse_mass_matrix, s), start
-        )
+        end, uturn = jax.lax.fori_loop(0, num_steps, leapfrog, (start, no_turn))
     else:
 
-        def masked(k, s):
-            new = update(step_size, inverse_mass_matrix, s)
-            return jax.tree.map(lambda a, b: jnp.where(k < num_steps, a, b), new, s)
+        def masked(k, carry):
+            new = leapfrog(k, carry)
+            return jax.tree.map(lambda a, b: jnp.where(k < num_steps, a, b), new, carry)
 
-        end = jax.lax.fori_loop(0, max_steps, masked, start)
+        end, uturn = jax.lax.fori_loop(0, max_steps, masked, (start, no_turn))
 
     energy = potential_energy + euclidean_kinetic_energy(inverse_mass_matrix, r)
     energy_new = end.potential_energy + euclidean_kinetic_energy(inverse_mass_matrix, end.r)
@@ -247,6 +283,7 @@ def hmc_move(
         proposal_potential=jnp.where(finite, end.potential_energy, potential_energy),
         proposal_velocity=jnp.where(finite, precondition(inverse_mass_matrix, end.r), 0.0),
         num_steps=jnp.asarray(num_steps, jnp.result_type(int)),
+        uturn_steps=uturn,
     )
 
 
@@ -307,14 +344,68 @@ def update_trajectory(
     )
 
 
+def uturn_observation(move: TrajectoryMove, step_size: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """``(exposure, event)`` of one trajectory for the U-turn statistics.
+
+    The exposure is the time (leapfrog steps times ``step_size``) to the first
+    U-turn, or the whole trajectory's if it did not turn (censored); the event
+    is 1 if it turned.  A divergent trajectory counts for neither.
+    """
+    turned = move.uturn_steps > 0
+    steps = jnp.where(turned, move.uturn_steps, move.num_steps)
+    dtype = jnp.result_type(step_size)
+    keep = ~move.diverging
+    exposure = jnp.where(keep, steps * step_size, 0.0).astype(dtype)
+    event = jnp.where(keep & turned, 1.0, 0.0).astype(dtype)
+    return exposure, event
+
+
+def update_uturns(state: TrajectoryState, exposure: ArrayLike, event: ArrayLike) -> TrajectoryState:
+    """Add one iteration's U-turn observation (one chain's, or the mean over a mode's chains)."""
+    return state._replace(
+        uturn_exposure=UTURN_DECAY * state.uturn_exposure + exposure,
+        uturn_events=UTURN_DECAY * state.uturn_events + event,
+    )
+
+
+def mean_uturn_time(state: TrajectoryState) -> jax.Array:
+    """Censored estimate of the mean time to the first U-turn: exposure over events.
+
+    Infinite when no trajectory turned (every one was shorter than its U-turn).
+    This is the maximum-likelihood mean of an exponential time under right
+    censoring; with few events it errs long, so the cap it sets errs loose.
+    """
+    events = state.uturn_events
+    return jnp.where(events > 0, state.uturn_exposure / jnp.where(events > 0, events, 1.0), jnp.inf)
+
+
+def warmup_length(state: TrajectoryState) -> jax.Array:
+    """The trajectory length of a warmup iteration: ChEES's iterate, capped as in
+    :func:`final_length` by the U-turn time measured so far."""
+    if UTURN_CAP is None:
+        return state.length
+    return jnp.minimum(state.length, UTURN_CAP * mean_uturn_time(state))
+
+
 def final_length(state: TrajectoryState) -> jax.Array:
-    """The trajectory length the sampling phase uses (the averaged iterate)."""
-    return jnp.exp(state.log_length_avg)
+    """The trajectory length the sampling phase uses.
+
+    The averaged ChEES iterate, at most :data:`UTURN_CAP` times the mean U-turn
+    time measured over warmup.  On heavy tails (Student-t with 4 or fewer
+    degrees of freedom: no fourth moment) the ChEES criterion has no finite
+    optimum and its estimate is carried by the chains farthest out, so the
+    averaged iterate comes out several times longer than the trajectories turn.
+    """
+    length = jnp.exp(state.log_length_avg)
+    if UTURN_CAP is None:
+        return length
+    return jnp.minimum(length, UTURN_CAP * mean_uturn_time(state))
 
 
 __all__ = [
     "MAX_NUM_STEPS",
     "MIN_LENGTH_IN_STEPS",
+    "UTURN_CAP",
     "TrajectoryMove",
     "TrajectoryState",
     "chees_gradient",
@@ -322,6 +413,9 @@ __all__ = [
     "halton",
     "hmc_move",
     "init_trajectory",
+    "mean_uturn_time",
     "num_leapfrog_steps",
     "update_trajectory",
+    "update_uturns",
+    "uturn_observation",
 ]

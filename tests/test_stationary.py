@@ -18,12 +18,17 @@ from numpyro_dilation import DilationLangevin
 from numpyro_dilation.metric import make_metric
 from numpyro_dilation.trajectory import (
     MAX_NUM_STEPS,
+    UTURN_CAP,
     chees_gradient,
+    final_length,
     halton,
     hmc_move,
     init_trajectory,
+    mean_uturn_time,
     num_leapfrog_steps,
     update_trajectory,
+    update_uturns,
+    uturn_observation,
 )
 
 from .conftest import assert_mean_close, assert_sd_close
@@ -248,3 +253,53 @@ def test_chees_lengthens_short_trajectories_and_shortens_long_ones():
     for _ in range(20):
         state = update_trajectory(state, 1.0, 1.0, 0.01)
     assert float(state.length) > 0.3
+
+
+@pytest.mark.parametrize("max_steps", [None, 400])
+def test_hmc_move_records_the_first_u_turn(max_steps):
+    # a standard Gaussian in 1-D from its mean: x(t) = p sin t turns back at t = pi / 2
+    eps = 0.01
+    metric = make_metric(jnp.ones(1))
+    potential = lambda y: 0.5 * jnp.sum(y**2)
+    y = jnp.zeros(1)
+
+    def move(num_steps, key=0):
+        return hmc_move(
+            jax.random.PRNGKey(key),
+            y,
+            potential(y),
+            y,
+            potential,
+            eps,
+            num_steps,
+            metric,
+            max_delta_energy=1000.0,
+            max_steps=max_steps,
+        )
+
+    for key in range(3):
+        turned = move(300, key)
+        assert abs(int(turned.uturn_steps) * eps - np.pi / 2) <= 2 * eps
+    short = move(100)
+    assert int(short.uturn_steps) == 0  # did not turn within its 100 steps: censored
+    exposure, event = uturn_observation(short, eps)
+    assert float(event) == 0.0 and float(exposure) == pytest.approx(100 * eps)
+
+
+def test_sampling_length_is_capped_by_the_censored_mean_u_turn_time():
+    state = init_trajectory(2, jnp.float32, 20.0)
+    # no trajectory turned: no cap
+    assert float(mean_uturn_time(state)) == np.inf
+    assert float(final_length(state)) == pytest.approx(20.0)
+    for _ in range(50):
+        state = update_uturns(state, 3.0, 1.0)
+    assert float(mean_uturn_time(state)) == pytest.approx(3.0)
+    assert float(final_length(state)) == pytest.approx(min(20.0, UTURN_CAP * 3.0))
+    # censored trajectories (no U-turn) add time but no event: the estimate errs long
+    for _ in range(50):
+        state = update_uturns(state, 2.0, 0.0)
+    assert float(mean_uturn_time(state)) > 3.0
+    # a ChEES length below the cap is left alone
+    short = init_trajectory(2, jnp.float32, 1.0)
+    short = update_uturns(short, 3.0, 1.0)
+    assert float(final_length(short)) == pytest.approx(1.0)
