@@ -178,6 +178,7 @@ def test_list_names_every_example(capsys):
         assert name in out
 
 
+@pytest.mark.integration
 def test_module_entry_point_exit_codes():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     ok = subprocess.run(

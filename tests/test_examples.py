@@ -47,6 +47,7 @@ def available(name):
 
 
 @pytest.mark.parametrize("name", list(EXAMPLES))
+@pytest.mark.integration
 def test_example_models_data_and_references(name):
     example = available(name)
     runs = example.runs()

@@ -141,6 +141,7 @@ def test_overflowing_gradients_with_finite_potential_are_rejected():
         assert_matches(x[..., j], stats.truncnorm(-np.inf, 0.8))
 
 
+@pytest.mark.integration
 def test_exponential_wall_whose_value_and_gradient_overflow():
     """U = x^2/2 + exp(50 (x0 - 1)): gradient 1e21 at x0 = 2, inf (float32) beyond 2.77."""
 
@@ -179,6 +180,7 @@ def quartic(x):
     return jnp.sum((x / QUARTIC_SCALE) ** 4)
 
 
+@pytest.mark.integration
 def test_steep_quartic_started_sixty_scales_away():
     """The chains start at x = 3 (U = 5e7, gradient 7e7) and still find the exact law."""
     kernel = DilationLangevin(potential_fn=quartic, center=jnp.full(4, 3.0))
@@ -226,6 +228,7 @@ def test_chains_stuck_far_out_are_named():
     reason="health.py checks sampling only every 1000 iterations (CHECK_EVERY) and not at the"
     " end of a run: chains stuck for all of a 999-draw run are never reported",
 )
+@pytest.mark.integration
 def test_stuck_chains_are_reported_in_a_run_shorter_than_1000_draws():
     kernel = DilationLangevin(potential_fn=quartic, center=jnp.full(4, 3.0), stationary="mala")
     mcmc, health = run(kernel, jnp.zeros((4, 4)), num_warmup=80, num_samples=999)
@@ -257,6 +260,7 @@ def test_improper_posteriors_run_to_the_end_with_finite_draws():
         assert np.all(np.isfinite(mcmc.get_extra_fields()["accept_prob"]))
 
 
+@pytest.mark.integration
 def test_improper_flat_posterior_warns():
     """Dual averaging drives the step to ~1e38 on a flat potential: the warning says improper."""
     _, health = run(DilationLangevin(flat_model), num_chains=2)
@@ -272,6 +276,7 @@ def improper_positive_model():
     reason="improper positive parameter: the unconstrained chain drifts to 3.4e38 (float32 max)"
     " with a finite potential, so every constrained draw exp(z) is inf; no divergence, no warning",
 )
+@pytest.mark.integration
 def test_improper_positive_parameter_never_gives_infinite_draws():
     mcmc, _ = run(DilationLangevin(improper_positive_model), num_chains=2)
     assert np.all(np.isfinite(mcmc.get_samples()["s"]))
@@ -280,6 +285,7 @@ def test_improper_positive_parameter_never_gives_infinite_draws():
 # ------------------------------------------------------------------ stopped chains
 
 
+@pytest.mark.integration
 def test_chains_confined_to_a_thin_slab_are_reported():
     """Finite only within 1e-3 of a curve: the adapted step falls below 1e-4 and it is said."""
 
@@ -321,6 +327,7 @@ def test_neal_funnel_flags_divergences():
 ILL_SCALES = 10.0 ** np.linspace(-1.5, 1.5, 10)  # covariance condition number 1e6
 
 
+@pytest.mark.integration
 def test_ill_conditioned_diagonal_gaussian_with_diagonal_metric():
     def potential(x):
         return 0.5 * jnp.sum((x / ILL_SCALES) ** 2)
@@ -334,6 +341,7 @@ def test_ill_conditioned_diagonal_gaussian_with_diagonal_metric():
     assert_sd_close(x, ILL_SCALES)
 
 
+@pytest.mark.integration
 def test_ill_conditioned_correlated_gaussian_with_dense_metric():
     """A rotated Gaussian with covariance eigenvalues 1e-3 ... 1e3, float32."""
     rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(10, 10)))

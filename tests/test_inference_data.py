@@ -167,6 +167,7 @@ def plain_run():
     return mcmc
 
 
+@pytest.mark.integration
 def test_run_without_extra_fields_converts_and_warns(plain_run, tmp_path):
     with pytest.warns(UserWarning, match=r"extra_fields=\('potential_energy'") as record:
         idata = to_inference_data(plain_run)
@@ -193,6 +194,7 @@ def test_run_without_extra_fields_converts_and_warns(plain_run, tmp_path):
     np.testing.assert_array_equal(back.sample_stats["diverging"], stats["diverging"])
 
 
+@pytest.mark.integration
 def test_nuts_run_without_extra_fields_converts_and_warns():
     mcmc = MCMC(NUTS(model), num_warmup=30, num_samples=20, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(3), y=Y)

@@ -88,6 +88,7 @@ def test_warmup_anneals_from_t_min_to_one_then_adapts():
 
 
 @pytest.mark.parametrize("schedule", ["linear", lambda u: 0.02 + 0.98 * u**3])
+@pytest.mark.integration
 def test_other_schedules(schedule):
     kernel = DilationLangevin(normal_model, schedule=schedule, num_anneal_steps=30)
     mcmc = MCMC(kernel, num_warmup=60, num_samples=5, progress_bar=False)
@@ -112,6 +113,7 @@ def test_centers(center):
     np.testing.assert_allclose(fields["center"][0], [3.0, 0.5], rtol=1e-5)
 
 
+@pytest.mark.integration
 def test_progress_bar_text_shows_level_then_acceptance():
     kernel = DilationLangevin(normal_model)
     mcmc = run(kernel, y=Y)
@@ -265,6 +267,7 @@ def factor_mask_scale_model(y, mask):
         numpyro.sample("y", dist.Normal(mu, 1.0).expand([y.shape[0]]), obs=y)
 
 
+@pytest.mark.integration
 def test_factor_mask_and_scale():
     y = jnp.array([2.0, 2.0, 100.0])
     mask = jnp.array([True, True, False])
@@ -324,6 +327,7 @@ def test_bad_constructor_arguments(kwargs, error, match):
 
 
 @pytest.mark.parametrize("num_warmup", [0, 5, 19])
+@pytest.mark.integration
 def test_short_warmup_runs_and_warns_naming_what_is_needed(num_warmup):
     mcmc = MCMC(
         DilationLangevin(normal_model), num_warmup=num_warmup, num_samples=10, progress_bar=False
@@ -333,6 +337,7 @@ def test_short_warmup_runs_and_warns_naming_what_is_needed(num_warmup):
     assert mcmc.get_samples()["mu"].shape == (10,)
 
 
+@pytest.mark.integration
 def test_anneal_steps_longer_than_warmup_are_cut_to_it():
     mcmc = MCMC(
         DilationLangevin(normal_model, num_anneal_steps=500),
