@@ -111,5 +111,34 @@ def _release_compiled_code():
     (the kernel's default limit of 65530) and crashed inside LLVM.
     """
     yield
+    release_compiled_code()
+
+
+def release_compiled_code():
     jax.clear_caches()
     gc.collect()
+
+
+def memory_mappings() -> tuple[int, int] | None:
+    """``(mappings in use, the kernel's limit)`` for this process; ``None`` off Linux."""
+    try:
+        with open("/proc/self/maps") as maps:
+            used = sum(1 for _ in maps)
+        with open("/proc/sys/vm/max_map_count") as limit:
+            return used, int(limit.read())
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_code_when_mappings_run_high():
+    """Free the compiled programs after any test that leaves over half the mappings in use.
+
+    A module of many end-to-end runs (NumPyro's own MCMC tests) can reach the
+    limit before it ends; checking the count costs a millisecond, and clearing
+    only when it is high keeps the small programs that most tests share.
+    """
+    yield
+    mappings = memory_mappings()
+    if mappings is not None and mappings[0] > mappings[1] // 2:
+        release_compiled_code()
