@@ -44,17 +44,8 @@ def vectorised(
     keys = random.split(random.PRNGKey(0), x0.shape[0])
     state = jax.jit(
         jax.vmap(
-            lambda key, x: dilation.init(
-                key,
-                {"x": x},
-                potential,
-                adapter,
-                settings,
-                center=None,
-                step_size=0.1,
-                inverse_mass_matrix=None,
-                num_anneal_steps=num_anneal,
-                num_warmup=num_warmup,
+            lambda key, x: start(
+                settings, adapter, num_anneal, num_warmup, x, key=key, potential=potential
             )
         )
     )(keys, x0)
@@ -65,19 +56,7 @@ def lone_at(x, potential, num_warmup=40):
     """One chain at ``x`` at ``t = 1``."""
     settings = make_settings("hmc")
     adapter = window_adapter(0, num_warmup)
-    state = dilation.init(
-        random.PRNGKey(2),
-        {"x": x},
-        potential,
-        adapter,
-        settings,
-        center=None,
-        step_size=0.1,
-        inverse_mass_matrix=None,
-        num_anneal_steps=0,
-        num_warmup=num_warmup,
-    )
-    return settings, adapter, state
+    return settings, adapter, start(settings, adapter, 0, num_warmup, x, key=2, potential=potential)
 
 
 def test_search_from_keeps_a_chain_at_the_bottom_of_the_only_basin():
@@ -111,18 +90,8 @@ def test_lone_step_searches_at_the_end_of_annealing_and_closes_the_windows():
     settings = make_settings("mala")
     num_anneal, num_warmup = 20, 100
     adapter = window_adapter(num_anneal, num_warmup)
-    state = dilation.init(
-        random.PRNGKey(0),
-        {"x": jnp.array([0.5, -1.0, 0.2])},
-        scaled_normal,
-        adapter,
-        settings,
-        center=None,
-        step_size=0.1,
-        inverse_mass_matrix=None,
-        num_anneal_steps=num_anneal,
-        num_warmup=num_warmup,
-    )
+    x0 = jnp.array([0.5, -1.0, 0.2])
+    state = start(settings, adapter, num_anneal, num_warmup, x0, potential=scaled_normal)
     run = jax.jit(lambda s: iteration.lone_step(settings, adapter, s, scaled_normal))
     ends = [i for i in range(num_warmup) if bool(adapter.is_window_end(i))]
     assert len(ends) >= 2  # one window in the annealing, one after

@@ -39,12 +39,22 @@ def make_settings(stationary: str = "hmc", **options) -> DilationSettings:
     )
 
 
-def start(settings, adapter, num_anneal, num_warmup, x0=X0, step_size=0.1, key=0):
-    """One chain's state from :func:`numpyro_dilation.dilation.init` at ``x0``."""
+def start(
+    settings,
+    adapter,
+    num_anneal,
+    num_warmup,
+    x0=X0,
+    step_size=0.1,
+    key=0,
+    potential=normal_potential,
+):
+    """One chain's state from :func:`numpyro_dilation.dilation.init` at ``x0``; ``key`` is a
+    seed or a PRNG key."""
     return dilation.init(
-        random.PRNGKey(key),
+        random.PRNGKey(key) if isinstance(key, int) else key,
         {"x": x0},
-        normal_potential,
+        potential,
         adapter,
         settings,
         center=None,
