@@ -102,7 +102,7 @@ class MCMCRun:
         return self.grad_evals_warmup + self.grad_evals_sample
 
 
-def _kernel_loop(kernel: Any, length: int, fields: tuple[str, ...], collect_z: bool) -> Callable:
+def kernel_loop(kernel: Any, length: int, fields: tuple[str, ...], collect_z: bool) -> Callable:
     """A jitted ``lax.scan`` of ``kernel.sample`` over vectorised chains.
 
     This is what ``MCMC.run(chain_method="vectorized")`` compiles (NumPyro's
@@ -169,15 +169,17 @@ def run_mcmc(
         for length in (num_warmup, num_samples):
             if length not in programs:
                 programs[length] = (
-                    _kernel_loop(kernel, length, fields, True)
+                    kernel_loop(kernel, length, fields, True)
                     .lower(state, model_args, model_kwargs)
                     .compile()
                 )
     times = []
     for repeat in range(1, repeats + 1):
         # same initial points, fresh keys (re-initialising is slow, eager code)
-        keys = jax.random.split(jax.random.fold_in(rng_key, repeat), num_chains)
-        start_state = state._replace(rng_key=keys)
+        key = jax.random.fold_in(rng_key, repeat)
+        # one key per chain, or the ensemble's one key; placed as the state's keys are
+        keys = jax.random.split(key, num_chains) if state.rng_key.ndim > 1 else key
+        start_state = state._replace(rng_key=jax.device_put(keys, state.rng_key.sharding))
         (warm_state, warm), warmup_s = timed(
             programs[num_warmup], start_state, model_args, model_kwargs
         )

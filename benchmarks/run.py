@@ -37,6 +37,7 @@ SUITES = (
     "ensemble_iteration",
     "overhead",
     "scaling",
+    "sharding",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PACKAGES = ("numpyro_dilation", "numpyro", "jax", "jaxlib", "blackjax", "arviz", "numpy",

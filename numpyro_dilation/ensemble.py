@@ -285,7 +285,7 @@ def discover(
 
     basin, used = mode_lib.new_basins(bottom, bottom_potential, known, potential_fn, max_basins)
     # donors: chains of the most crowded modes first
-    crowd = jnp.sum(mode[None, :] == mode[:, None], axis=1)
+    crowd = jnp.bincount(mode, length=n)[mode]  # chains in each chain's mode
     donors = jnp.argsort(-crowd, stable=True)[: max_basins * CHAINS_PER_BASIN]
     target = jnp.repeat(jnp.arange(max_basins), CHAINS_PER_BASIN)[: donors.shape[0]]
     move = jnp.zeros(n, bool).at[donors].set(used[target])

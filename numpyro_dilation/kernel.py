@@ -20,12 +20,13 @@ import jax
 import jax.numpy as jnp
 from jax import random, vmap
 from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import ParamInfo, initialize_model
 from numpyro.util import identity, is_prng_key
 
-from numpyro_dilation import convergence, dilation, ensemble, nuts, path, pooling
+from numpyro_dilation import convergence, dilation, ensemble, nuts, path, pooling, sharding
 from numpyro_dilation._checks import (
     check_continuous_latents,
     check_dimensions,
@@ -181,6 +182,15 @@ class DilationLangevin(MCMCKernel):
         rest of the warmup as NUTS does (not with ``ensemble=True``).  Extra
         fields ``num_steps`` and ``adapt_state.trajectory.length`` report the
         trajectories.
+    mesh : jax.sharding.Mesh, optional
+        Split vectorised chains over the devices of ``mesh`` (their chain axis
+        over all of its axes; the number of chains a multiple of its size):
+        each device holds and moves its share of the chains, and XLA inserts
+        the collectives that pooled adaptation and ``ensemble=True`` need.  The
+        draws are those of one device, up to the order of floating-point sums,
+        and come back split the same way.  A mesh over several processes
+        (``jax.distributed.initialize``) runs each process's chains on its own
+        devices.  See the "Scaling out" page of the docs.
 
     Examples
     --------
@@ -231,6 +241,7 @@ class DilationLangevin(MCMCKernel):
         regularize_mass_matrix: bool = True,
         ensemble: bool = False,
         stationary: str = "hmc",
+        mesh: Mesh | None = None,
     ) -> None:
         if (model is None) == (potential_fn is None):
             raise ValueError(
@@ -264,6 +275,7 @@ class DilationLangevin(MCMCKernel):
         )
         for name, value in options.items():
             setattr(self, f"_{name}", value)
+        self._mesh = sharding.check_mesh(mesh)
         self._reset()
 
     def _reset(self) -> None:
@@ -322,6 +334,8 @@ class DilationLangevin(MCMCKernel):
         vectorized = is_key_batch(rng_key)
         if self._ensemble:
             check_ensemble_chains(vectorized, rng_key)
+        if self._mesh is not None:
+            sharding.check_chains_fit(self._mesh, vectorized, jnp.shape(rng_key)[0])
         if vectorized:
             rng_key, key_init_model = jnp.swapaxes(vmap(random.split)(rng_key), 0, 1)
         else:
@@ -411,12 +425,19 @@ class DilationLangevin(MCMCKernel):
         if self._ensemble:
             state = ensemble.init(state)
         check_finite_start(state.potential_energy, state.y_grad, self._center)
+        if self._mesh is not None:
+            state = sharding.place(state, self._mesh, state.y.shape[0])
         return state
 
     def sample(self, state: DilationState, model_args: tuple, model_kwargs: dict) -> DilationState:
         """Run one transition (annealing, adaptation or sampling, by ``state.i``)."""
         assert self._sample_fn is not None, "`init` must be called before `sample`."
-        return self._sample_fn(state, model_args, model_kwargs)
+        if self._mesh is None:
+            return self._sample_fn(state, model_args, model_kwargs)
+        num_chains = state.y.shape[0]
+        state = sharding.constrain(state, self._mesh, num_chains)
+        state = self._sample_fn(state, model_args, model_kwargs)
+        return sharding.constrain(state, self._mesh, num_chains)
 
     def __getstate__(self):
         state = self.__dict__.copy()

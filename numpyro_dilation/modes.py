@@ -412,11 +412,38 @@ def new_basins(
     # keep the lowest of each group of coinciding new bottoms, lowest first
     order = jnp.argsort(jnp.where(new, bottom_potential, jnp.inf))
     ranked = bottom[order] / scale
-    close = jnp.sum((ranked[:, None, :] - ranked[None, :, :]) ** 2, axis=-1) < SAME_BOTTOM**2
-    earlier = jnp.tril(close, k=-1) & new[order][None, :]
-    first = new[order] & ~jnp.any(earlier, axis=1)
+    first = new[order] & ~coincides_with_earlier(ranked, new[order])
     chosen = jnp.argsort(~first, stable=True)[:max_basins]
     return order[chosen], first[chosen]
+
+
+#: Above this many points, :func:`coincides_with_earlier` compares them a block of
+#: rows at a time, so that its memory grows as points x block, not points squared.
+PAIRWISE_BLOCK = 1024
+
+
+def coincides_with_earlier(points: jax.Array, candidate: jax.Array) -> jax.Array:
+    """Whether each of ``points`` (shape ``(m, d)``, scaled) lies within
+    :data:`SAME_BOTTOM` of an earlier point that is a ``candidate``."""
+    m = points.shape[0]
+
+    def rows(start, block):
+        i = start + jnp.arange(block)
+        close = (
+            jnp.sum((points[i][:, None, :] - points[None, :, :]) ** 2, axis=-1) < SAME_BOTTOM**2
+        )
+        earlier = (jnp.arange(m)[None, :] < i[:, None]) & candidate[None, :]
+        return jnp.any(close & earlier, axis=1)
+
+    if m <= PAIRWISE_BLOCK:
+        return rows(0, m)
+    num_blocks = -(-m // PAIRWISE_BLOCK)
+    padded = num_blocks * PAIRWISE_BLOCK
+    # the last block reads past the end: clamp its rows and drop them afterwards
+    starts = jnp.minimum(jnp.arange(num_blocks) * PAIRWISE_BLOCK, m - PAIRWISE_BLOCK)
+    blocks = jax.lax.map(lambda start: rows(start, PAIRWISE_BLOCK), starts)
+    index = (starts[:, None] + jnp.arange(PAIRWISE_BLOCK)[None, :]).reshape(padded)
+    return jnp.zeros(m, bool).at[index].set(blocks.reshape(padded))
 
 
 #: A chain adapting alone searches with this many scouts ...
@@ -778,6 +805,7 @@ __all__ = [
     "MIN_BARRIER",
     "MOVES",
     "NEIGHBOURS",
+    "PAIRWISE_BLOCK",
     "QUENCH_STEPS",
     "SAME_BOTTOM",
     "ClusterGaussians",
@@ -787,6 +815,7 @@ __all__ = [
     "barriers",
     "chain_search",
     "chain_search_cost",
+    "coincides_with_earlier",
     "cluster_gaussians",
     "component_log_density",
     "components",

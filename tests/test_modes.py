@@ -266,3 +266,19 @@ def test_equilibrated_modes_are_silent_and_drifting_ones_are_reported():
 @pytest.mark.parametrize("shape", [(1, 2, 3), (8, 2, 1)])
 def test_a_single_chain_or_a_single_mode_is_never_reported(shape):
     assert caught(np.full(shape, 500)) == []
+
+
+def test_coincidence_check_in_blocks_is_the_pairwise_one():
+    """Many scouts are compared a block of rows at a time; the answer is the full
+    pairwise comparison's (points within SAME_BOTTOM of an earlier candidate)."""
+    rng = np.random.default_rng(0)
+    m = modes.PAIRWISE_BLOCK * 2 + 37
+    # clumps of near-coinciding points, so that many coincide
+    centres = rng.normal(size=(40, 3)) * 5
+    points = centres[rng.integers(0, 40, m)] + 0.1 * modes.SAME_BOTTOM * rng.normal(size=(m, 3))
+    candidate = rng.uniform(size=m) < 0.7
+    got = np.asarray(modes.coincides_with_earlier(jnp.asarray(points), jnp.asarray(candidate)))
+    close = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1) < modes.SAME_BOTTOM**2
+    expected = (np.tril(close, k=-1) & candidate[None, :]).any(axis=1)
+    np.testing.assert_array_equal(got, expected)
+    assert 0 < expected.sum() < m

@@ -136,6 +136,7 @@ CONFIGS = [
 # ------------------------------------------------------------------ tests
 
 
+@pytest.mark.integration  # the default run checks each of the two ways for exactness alone
 def test_sequential_and_vectorized_chains_agree_in_law():
     runs = {m: long_run(DilationLangevin, m) for m in ("sequential", "vectorized")}
     for site in ("mu", "sigma"):

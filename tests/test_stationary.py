@@ -70,7 +70,11 @@ def assert_gaussian_moments(draws):
             assert_sd_close(combined, sd)
 
 
-@pytest.mark.parametrize("chain_method", ["vectorized", "sequential"])
+# lone chains (NumPyro's default on one device) in the default run; vectorised chains'
+# exactness is checked there on the conjugate models (test_exactness)
+@pytest.mark.parametrize(
+    "chain_method", [pytest.param("vectorized", marks=pytest.mark.integration), "sequential"]
+)
 def test_hmc_is_exact_on_a_correlated_gaussian(chain_method):
     mcmc = run(DilationLangevin(potential_fn=gaussian_potential), chain_method=chain_method)
     draws = np.asarray(mcmc.get_samples(group_by_chain=True))
@@ -97,7 +101,9 @@ def test_hmc_is_exact_on_a_correlated_gaussian_many_seeds(seed):
     assert_gaussian_moments(np.asarray(mcmc.get_samples(group_by_chain=True)))
 
 
-@pytest.mark.parametrize("chain_method", ["vectorized", "sequential"])
+@pytest.mark.parametrize(
+    "chain_method", ["vectorized", pytest.param("sequential", marks=pytest.mark.integration)]
+)
 def test_nuts_option_on_a_conjugate_model(chain_method):
     y = np.random.default_rng(1).normal(2.0, 3.0, size=15)
 
