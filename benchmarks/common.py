@@ -238,6 +238,20 @@ def min_ess(draws: dict[str, np.ndarray]) -> dict[str, float]:
     return {"ess_bulk": bulk[kb], "ess_tail": tail[kt], "ess_bulk_param": kb, "ess_tail_param": kt}
 
 
+def max_rhat(draws: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Largest rank-normalised split R-hat (ArviZ) over scalar quantities ``{name: (chains, draws)}``.
+
+    Returns ``{"r_hat": ..., "r_hat_param": ...}``; a constant quantity (nan) counts as infinite.
+    """
+    values = {}
+    for name, value in draws.items():
+        value = np.asarray(value, dtype=float)
+        r = float(az.rhat(value if value.ndim == 2 else value[None]))
+        values[name] = r if np.isfinite(r) else float("inf")
+    worst = max(values, key=values.get)
+    return {"r_hat": values[worst], "r_hat_param": worst}
+
+
 def efficiency(ess_value: float, seconds: float, grad_evals: int) -> dict[str, float]:
     """``ess_per_s`` and ``ess_per_1k_grads`` (``nan`` where undefined)."""
     return {

@@ -27,18 +27,23 @@ non-centred parametrisation where it helps.  The computed ones are cached in
 ``benchmarks/references/*.npz`` (regenerate with ``python -m benchmarks.make_references``).
 
 Samplers (:data:`SAMPLERS`, a table ``name -> factory``: a further sampler or
-stationary option is one more line): DilationLangevin with its defaults, NumPyro
-NUTS with its defaults, and BlackJAX ChEES-HMC (``blackjax.chees_adaptation``
+stationary option is one more line): DilationLangevin with its defaults (and its
+MALA and NUTS stationary options), NumPyro NUTS with its defaults and with
+``dense_mass=True`` (DilationLangevin's default metric is dense up to 100
+dimensions), and BlackJAX ChEES-HMC (``blackjax.chees_adaptation``
 with the ensemble-estimated diagonal metric, Adam at learning rate 0.025, then
 ``blackjax.dynamic_hmc`` with the Halton-jittered trajectory length it tuned).
 Each runs vectorised chains, 4 and 64, 1000 warmup + 1000 draws, from NumPyro's
 ``init_to_uniform``; the float32 default is kept.
 
 Figures per run: ``max_z`` (largest |mean - ref mean| / ref sd), ``sd_ratio_min``
-and ``sd_ratio_max``, ``pass`` (every ``z <= 0.1`` and every sd ratio in
-[0.9, 1.1]), minimum bulk and tail ESS over the reference parameters,
+and ``sd_ratio_max``, ``pass_accuracy`` (every ``z <= 0.1`` and every sd ratio in
+[0.9, 1.1]), ``r_hat`` (largest split R-hat), ``pass_diagnostics`` (R-hat <= 1.01,
+bulk and tail ESS >= 100 per chain, at most 1% divergent transitions: Stan's
+guidance), ``pass`` (both), minimum bulk and tail ESS over the reference parameters,
 ``ess_per_s`` (min bulk ESS per second of warmup + sampling),
-``ess_per_s_sampling`` (per second of sampling only), ``ess_per_1k_grads``
+``ess_per_s_sampling`` (per second of sampling only), ``ess_per_s_with_compile``
+(per second of compilation, warmup and sampling), ``ess_per_1k_grads``
 (per 1000 gradient evaluations of warmup + sampling, all chains),
 ``divergences`` (sampling phase, all chains), times with compilation apart.
 
@@ -69,7 +74,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +118,11 @@ REFERENCE_DIR = Path(__file__).resolve().parent / "references"
 ROOT = Path(__file__).resolve().parent.parent
 Z_TARGET = 0.1
 SD_TARGET = (0.9, 1.1)
+#: Stan's guidance for trusting a run (Vehtari et al. 2021): R-hat at most 1.01,
+#: bulk and tail ESS at least 100 per chain; and at most 1% divergent transitions.
+RHAT_TARGET = 1.01
+ESS_PER_CHAIN_TARGET = 100
+DIVERGENT_FRACTION_TARGET = 0.01
 
 # ----------------------------------------------------------------------------- models
 
@@ -663,6 +673,7 @@ SAMPLERS: dict[str, Callable[..., Outcome]] = {
     "DilationLangevin (MALA)": numpyro_sampler(_dilation("mala")),
     "DilationLangevin (NUTS)": numpyro_sampler(_dilation("nuts")),
     "NUTS": numpyro_sampler(NUTS),
+    "NUTS (dense)": numpyro_sampler(partial(NUTS, dense_mass=True)),
     "ChEES-HMC": chees_hmc,
 }
 SAMPLER_LABELS = {
@@ -670,6 +681,7 @@ SAMPLER_LABELS = {
     "DilationLangevin (MALA)": "Dilation (mala)",
     "DilationLangevin (NUTS)": "Dilation (nuts)",
     "NUTS": "NUTS",
+    "NUTS (dense)": "NUTS (dense_mass=True)",
     "ChEES-HMC": "ChEES-HMC (BlackJAX)",
 }
 
@@ -739,7 +751,15 @@ def figures(target: Target, r: Outcome, sampler: str, num_chains: int) -> dict:
         sdp_lo = min(acc, key=lambda k: acc[k]["sd_ratio"])
         sdp_hi = max(acc, key=lambda k: acc[k]["sd_ratio"])
         max_z, sd_lo, sd_hi = acc[zp]["z_mean"], acc[sdp_lo]["sd_ratio"], acc[sdp_hi]["sd_ratio"]
-    passed = bool(max_z <= Z_TARGET and SD_TARGET[0] <= sd_lo and sd_hi <= SD_TARGET[1])
+    accurate = bool(max_z <= Z_TARGET and SD_TARGET[0] <= sd_lo and sd_hi <= SD_TARGET[1])
+    rhat = common.max_rhat(stan_names(r.samples, moments))
+    num_draws = np.shape(next(iter(r.samples.values())))[1]
+    trusted = bool(
+        rhat["r_hat"] <= RHAT_TARGET
+        and min(ess["ess_bulk"], ess["ess_tail"]) >= ESS_PER_CHAIN_TARGET * num_chains
+        and r.divergences <= DIVERGENT_FRACTION_TARGET * num_chains * num_draws
+    )
+    passed = accurate and trusted
     grads = r.grad_evals_warmup + r.grad_evals_sample
     total = r.warmup_s + r.sample_s
     return {
@@ -748,6 +768,9 @@ def figures(target: Target, r: Outcome, sampler: str, num_chains: int) -> dict:
         "sampler": sampler,
         "num_chains": num_chains,
         "pass": passed,
+        "pass_accuracy": accurate,
+        "pass_diagnostics": trusted,
+        **rhat,
         "max_z": max_z,
         "max_z_param": zp,
         "sd_ratio_min": sd_lo,
@@ -757,6 +780,7 @@ def figures(target: Target, r: Outcome, sampler: str, num_chains: int) -> dict:
         **ess,
         **common.efficiency(ess["ess_bulk"], total, grads),
         "ess_per_s_sampling": ess["ess_bulk"] / r.sample_s if r.sample_s > 0 else float("nan"),
+        "ess_per_s_with_compile": ess["ess_bulk"] / (total + r.compile_s),
         "divergences": r.divergences,
         "mean_accept_prob": r.accept,
         "warmup_s": r.warmup_s,
@@ -802,7 +826,11 @@ def _default_settings(quick: bool) -> dict[str, Any]:
             "initial_step_size": CHEES_INITIAL_STEP,
             "mass_matrix_estimation": "diagonal",
         },
-        "pass_definition": f"every |mean - ref| / ref sd <= {Z_TARGET} and sd ratio in {list(SD_TARGET)}",
+        "pass_definition": (
+            f"every |mean - ref| / ref sd <= {Z_TARGET} and sd ratio in {list(SD_TARGET)},"
+            f" and R-hat <= {RHAT_TARGET}, bulk and tail ESS >= {ESS_PER_CHAIN_TARGET} per chain,"
+            f" divergent transitions <= {DIVERGENT_FRACTION_TARGET:.0%} of the draws"
+        ),
         "time_definition": "ess_per_s: warmup + sampling; ess_per_s_sampling: sampling only; compilation apart",
         "ess_definition": "min over reference parameters of ArviZ bulk (tail) ESS",
     }
@@ -914,7 +942,11 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
         ),
         "",
         (
-            "Columns: *pass* = every |mean - ref| / ref sd <= 0.1 and every sd ratio in [0.9, 1.1];"
+            "Columns: *pass* = every |mean - ref| / ref sd <= 0.1 and every sd ratio in [0.9, 1.1],"
+            " and, in runs that recorded them, the diagnostics Stan asks for: R-hat <= 1.01, bulk"
+            " and tail ESS >= 100 per chain, at most 1% divergent transitions (*no (diagnostics)*:"
+            " accurate but not to be trusted from its diagnostics; *R-hat* = the largest over"
+            " parameters);"
             " *z* = largest standardised mean error; *sd ratio* = smallest and largest sd / ref sd;"
             " *ESS* = minimum bulk / tail ESS over parameters; *ESS/s* = min bulk ESS per second of"
             " warmup + sampling, and of sampling alone (compilation excluded, shown apart);"
@@ -932,8 +964,8 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
         lines += [
             f"### {num_chains} chains",
             "",
-            "| target | sampler | pass | z | sd ratio | ESS bulk / tail | ESS/s (sampling) | ESS/1k grad | div | time s | compile s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| target | sampler | pass | z | sd ratio | R-hat | ESS bulk / tail | ESS/s (sampling) | ESS/1k grad | div | time s | compile s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in sub:
             label = SAMPLER_LABELS.get(r["sampler"], r["sampler"])
@@ -941,12 +973,14 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
                 lines.append(f"| {r['target']} | {label} | error | {r['error']} |||||||")
                 continue
             verdict = "yes" if r["pass"] else "**no**"
+            if not r["pass"] and r.get("pass_accuracy"):
+                verdict = "**no** (diagnostics)"
             if "warnings" in r:  # DilationLangevin: did it warn?
                 verdict += " (warned)" if r["warnings"] else ("" if r["pass"] else " (silent)")
             lines.append(
                 f"| {r['target']} | {label} | {verdict}"
                 f" | {_fmt(r['max_z'], '.3f')} | {_fmt(r['sd_ratio_min'], '.2f')}-{_fmt(r['sd_ratio_max'], '.2f')}"
-                f" | {r['ess_bulk']:.0f} / {r['ess_tail']:.0f}"
+                f" | {_fmt(r.get('r_hat'), '.3f')} | {r['ess_bulk']:.0f} / {r['ess_tail']:.0f}"
                 f" | {_fmt(r['ess_per_s'], '.1f')} ({_fmt(r['ess_per_s_sampling'], '.1f')})"
                 f" | {_fmt(r['ess_per_1k_grads'], '.2f')} | {r['divergences']}"
                 f" | {r['total_s']:.1f} | {r['compile_s']:.1f} |"
@@ -999,24 +1033,35 @@ def _summary(result: dict[str, Any]) -> list[str]:
                 + "."
             )
         # a ratio against a sampler that failed measures nothing
-        ratios = [
-            (t, pick[(t, "DilationLangevin")]["ess_per_s"] / pick[(t, "NUTS")]["ess_per_s"])
-            for t in s["targets"]
-            if (t, "DilationLangevin") in pick and (t, "NUTS") in pick
-            and pick[(t, "DilationLangevin")]["pass"] and pick[(t, "NUTS")]["pass"]
-        ]
-        if ratios:
-            nuts_wins = [f"{t} ({q:.2f}x)" for t, q in ratios if not q >= 1]
-            out.append(
-                f"- {num_chains} chains, ESS/s of DilationLangevin / NUTS where both passed: NUTS"
-                f" still wins on {len(nuts_wins)}/{len(ratios)} targets"
-                + (": " + ", ".join(nuts_wins) if nuts_wins else "")
-                + "."
-            )
-        for peer in ("NUTS", "ChEES-HMC"):
+        for peer in ("NUTS", "NUTS (dense)"):
+            for field, what in (
+                ("ess_per_s", "compilation excluded"),
+                ("ess_per_s_with_compile", "compilation included"),
+            ):
+                ratios = [
+                    (t, pick[(t, "DilationLangevin")][field] / pick[(t, peer)][field])
+                    for t in s["targets"]
+                    if (t, "DilationLangevin") in pick
+                    and (t, peer) in pick
+                    and pick[(t, "DilationLangevin")]["pass"]
+                    and pick[(t, peer)]["pass"]
+                    and field in pick[(t, peer)]
+                ]
+                if not ratios:
+                    continue
+                wins = [f"{t} ({q:.2f}x)" for t, q in ratios if not q >= 1]
+                values = [q for _, q in ratios]
+                out.append(
+                    f"- {num_chains} chains, ESS/s of DilationLangevin / {SAMPLER_LABELS[peer]}"
+                    f" ({what}) where both passed: {min(values):.2f}x-{max(values):.2f}x on"
+                    f" {len(ratios)} targets; {SAMPLER_LABELS[peer]} wins on {len(wins)}"
+                    + (": " + ", ".join(wins) if wins else "")
+                    + "."
+                )
+        for peer in ("NUTS", "NUTS (dense)", "ChEES-HMC"):
             for field, what in (("ess_per_1k_grads", "ESS per gradient"), ("ess_per_s", "ESS/s")):
-                if peer == "NUTS" and field == "ess_per_s":
-                    continue  # the line above
+                if peer.startswith("NUTS") and field == "ess_per_s":
+                    continue  # the lines above
                 wins = [
                     t
                     for t in s["targets"]
