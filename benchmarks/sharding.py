@@ -197,18 +197,25 @@ def run(quick: bool = False) -> dict[str, Any]:
         "fixed_total": [64] if quick else list(FIXED_TOTAL),
         "per_device": 32 if quick else PER_DEVICE,
         "kernels": list(KERNELS),
-        "num_warmup": 100 if quick else 500,
-        "num_samples": 100 if quick else 500,
-        "repeats": 1 if quick else 2,
+        "num_warmup": 100 if quick else 400,
+        "num_samples": 100 if quick else 400,
+        "repeats": 1,
         "seed": 0,
         "dim": DIM,
         "model": f"Normal(0, linspace(0.5, 2, {DIM})), independent",
         "host_devices": max(DEVICES),
     }
+    from importlib import metadata
+
+    from numpyro_dilation.workflow.cli import xla_flags_for
+
     env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={max(DEVICES)}"
-    ).strip()
+    devices = f"--xla_force_host_platform_device_count={max(DEVICES)}"
+    # jaxlib before 0.12: host devices waiting in a collective for one whose thread
+    # is stuck in multi-threaded LAPACK hang (docs/troubleshooting.md)
+    env["XLA_FLAGS"] = xla_flags_for(
+        (env.get("XLA_FLAGS", "") + " " + devices).strip(), metadata.version("jaxlib")
+    )
     root = Path(__file__).resolve().parent.parent
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     done = subprocess.run(

@@ -283,6 +283,7 @@ class DilationLangevin(MCMCKernel):
         self._potential_fn_gen = None
         self._postprocess_fn = None
         self._sample_fn = None
+        self._host_checks = True
 
     # ------------------------------------------------------------------ NumPyro API
 
@@ -336,6 +337,9 @@ class DilationLangevin(MCMCKernel):
             check_ensemble_chains(vectorized, rng_key)
         if self._mesh is not None:
             sharding.check_chains_fit(self._mesh, vectorized, jnp.shape(rng_key)[0])
+        self._host_checks = self._mesh is None or sharding.host_checks_work(self._mesh)
+        if not self._host_checks:
+            warnings.warn(sharding.HOST_CHECKS_OFF, SamplerHealthWarning, stacklevel=2)
         if vectorized:
             rng_key, key_init_model = jnp.swapaxes(vmap(random.split)(rng_key), 0, 1)
         else:
@@ -565,7 +569,7 @@ class DilationLangevin(MCMCKernel):
             )
         jax.lax.cond(
             report,
-            lambda c: jax.debug.callback(
+            lambda c: self._host_call(
                 warn, i >= num_warmup, i, c.count, c.mean, c.m2, c.divergences
             ),
             lambda c: None,
@@ -588,7 +592,7 @@ class DilationLangevin(MCMCKernel):
         warn = partial(warn_if_modes_not_equilibrated, ensemble=self._ensemble)
         jax.lax.cond(
             sampling & (position == CHECK_EVERY - 1),
-            lambda m: jax.debug.callback(warn, i, i - position, m.occupancy),
+            lambda m: self._host_call(warn, i, i - position, m.occupancy),
             lambda m: None,
             modes,
         )
@@ -608,7 +612,7 @@ class DilationLangevin(MCMCKernel):
         )
         jax.lax.cond(
             checkpoint,
-            lambda s: jax.debug.callback(
+            lambda s: self._host_call(
                 warn,
                 sampling,
                 i,
@@ -618,6 +622,12 @@ class DilationLangevin(MCMCKernel):
             lambda s: None,
             state,
         )
+
+    def _host_call(self, fn: Callable, *args) -> None:
+        """Call ``fn(*args)`` on the host from inside the compiled loop (the health checks),
+        unless they are off for this run (:func:`numpyro_dilation.sharding.host_checks_work`)."""
+        if self._host_checks:
+            jax.debug.callback(fn, *args)
 
     def _current_potential_fn(self, model_args, model_kwargs):
         if self._potential_fn_gen is not None:

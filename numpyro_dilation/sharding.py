@@ -18,6 +18,7 @@ them where one process needs all).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jax
@@ -85,6 +86,35 @@ def constrain(tree: Any, mesh: Mesh, num_chains: int) -> Any:
     return jax.tree.map(one, tree)
 
 
+#: jaxlib from which the kernel's host callbacks run with a mesh of several devices.
+CALLBACKS_JAXLIB = (0, 12)
+
+HOST_CHECKS_OFF = (
+    "DilationLangevin: with `mesh` over several devices and jaxlib older than 0.12, the"
+    " health and convergence checks that run on the host during sampling are off (with"
+    " jaxlib 0.10 a host callback from a program split over several devices could hang it)."
+    " Check the draws after the run: numpyro_dilation.check_convergence(mcmc) or"
+    " numpyro_dilation.to_inference_data(mcmc), which warn as those checks would; jaxlib 0.12"
+    " (Python 3.12 or newer) runs them."
+)
+
+
+def host_checks_work(mesh: Mesh) -> bool:
+    """Whether the kernel's host callbacks can run during sampling on ``mesh``.
+
+    With jaxlib 0.10 a callback from a program split over several devices
+    could wait for a transfer queued behind work that waited for the callback
+    (256 chains on 2 host devices hung at the last check); one device, or
+    jaxlib 0.12, is fine.
+    """
+    if mesh.size == 1:
+        return True
+    from importlib.metadata import version
+
+    release = tuple(int(part) for part in re.findall(r"\d+", version("jaxlib"))[:2])
+    return release >= CALLBACKS_JAXLIB
+
+
 def check_mesh(mesh: Any) -> Mesh | None:
     """Return ``mesh`` unchanged, or raise unless it is ``None`` or a :class:`jax.sharding.Mesh`."""
     if mesh is None or isinstance(mesh, Mesh):
@@ -111,11 +141,14 @@ def check_chains_fit(mesh: Mesh, vectorized: bool, num_chains: int) -> None:
 
 
 __all__ = [
+    "CALLBACKS_JAXLIB",
+    "HOST_CHECKS_OFF",
     "chain_sharding",
     "check_chains_fit",
     "check_mesh",
     "constrain",
     "has_chain_axis",
+    "host_checks_work",
     "place",
     "replicated",
 ]

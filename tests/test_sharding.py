@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+from importlib import metadata
 
 import jax
 import numpy as np
@@ -21,6 +22,7 @@ from jax.sharding import Mesh
 from numpyro.infer import MCMC
 
 from numpyro_dilation import DilationLangevin, sharding
+from numpyro_dilation.workflow.cli import xla_flags_for
 from tests.conftest import ROOT, run_python
 
 #: The model every check here samples: independent normals whose means and sds are known.
@@ -40,6 +42,14 @@ def model():
 
 def model():
     numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+
+
+def host_devices(count: int) -> dict[str, str]:
+    """``XLA_FLAGS`` for ``count`` host devices; on jaxlib before 0.12 also single-threaded
+    Eigen, without which a device stuck in multi-threaded LAPACK (the dense metric's
+    factorisations) can leave the others waiting in a collective for ever."""
+    flags = f"--xla_force_host_platform_device_count={count}"
+    return {"XLA_FLAGS": xla_flags_for(flags, metadata.version("jaxlib"))}
 
 
 def test_mesh_must_be_a_mesh():
@@ -63,6 +73,16 @@ def test_chains_must_split_evenly():
     with pytest.raises(ValueError, match="multiple of 2 chains"):
         sharding.check_chains_fit(TwoDevices(), True, 7)
     sharding.check_chains_fit(TwoDevices(), True, 8)
+
+
+def test_host_checks_need_jaxlib_0_12_with_several_devices():
+    class TwoDevices:
+        size = 2
+
+    one = Mesh(np.array(jax.devices()[:1]), ("chain",))
+    assert sharding.host_checks_work(one)
+    release = tuple(int(p) for p in metadata.version("jaxlib").split(".")[:2])
+    assert sharding.host_checks_work(TwoDevices()) == (release >= (0, 12))
 
 
 def test_place_splits_chain_arrays_and_replicates_the_rest():
@@ -116,9 +136,7 @@ print("RESULT", json.dumps(out))
 def test_same_draws_on_one_two_and_four_devices():
     """Same seed, same draws on 1, 2 and 4 devices up to the order of sums, default
     kernel and ensemble mode, and the draws pass the exactness checks sharded."""
-    stdout = run_python(
-        DEVICES_CODE, env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    )
+    stdout = run_python(DEVICES_CODE, env_extra=host_devices(4))
     result = json.loads(stdout.split("RESULT", 1)[1])
     for ensemble, diffs in result.items():
         for k, diff in diffs.items():
@@ -186,7 +204,7 @@ def test_two_processes_match_one(tmp_path):
                 port,
                 str(out),
             ],
-            env={**env, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"},
+            env={**env, **host_devices(devices)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
