@@ -44,21 +44,26 @@ the suite's `settings` and its `runs` (one object of figures per run); see
 
 **Which kernel each section measured.**  The multimodal section measures the
 current code (adaptation pooled per mode, the mode map, ensemble mode's mode
-moves, ChEES's trajectory length floored at ten steps and capped at twice the
-mean U-turn time), on a subset of its targets: the rest of the suite has not
-been rerun with it.  The posteriordb, hard_geometry and ensemble_iteration
-sections were measured before those changes (HMC with a ChEES-tuned trajectory
-length after the annealing, one step size, metric and trajectory length shared
-by all vectorised chains, adapted on the geometric mean of their acceptance),
-and have not been rerun since.  The warmup_split section was recorded with the
-same HMC kernel but with the shared step size adapted on the arithmetic mean of
-the acceptance (the change is described in docs/how-it-works.md).  The
-ensemble_cost, overhead and scaling sections were recorded before that, with
-the former default, single-step MALA (now `stationary="mala"`), and have not
-been rerun: their figures describe that kernel.  The six near-Gaussian
-posteriordb regressions flatter every sampler with a dense metric; the
-hard_geometry section is the one to read for hard posteriors, and it says where
-NUTS or BlackJAX's ChEES-HMC wins.
+moves, ChEES's trajectory length floored at ten steps and capped at three times
+the mean U-turn time), on a subset of its targets: the rest of the suite has not
+been rerun with it.  The hard_geometry section is one run of the current code
+at 4 chains, DilationLangevin beside NUTS (diagonal and dense metric) and
+BlackJAX's ChEES-HMC, with a pass that also asks for Stan's diagnostics (R-hat,
+ESS, divergences); its 64-chain comparison has not been rerun in one run and is
+left out.  The sharding section measures the current code on host devices that
+share two cores.  The posteriordb and ensemble_iteration sections were measured
+before those changes (HMC with a ChEES-tuned trajectory length after the
+annealing, one step size, metric and trajectory length shared by all vectorised
+chains, adapted on the geometric mean of their acceptance), and have not been
+rerun since.  The warmup_split section was recorded with the same HMC kernel
+but with the shared step size adapted on the arithmetic mean of the acceptance
+(the change is described in docs/how-it-works.md).  The ensemble_cost,
+overhead and scaling sections were recorded before that, with the former
+default, single-step MALA (now `stationary="mala"`), and have not been rerun:
+their figures describe that kernel.  The six near-Gaussian posteriordb
+regressions flatter every sampler with a dense metric; the hard_geometry
+section is the one to read for hard posteriors, and it says where NUTS or
+BlackJAX's ChEES-HMC wins.
 """
 
 

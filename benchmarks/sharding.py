@@ -182,6 +182,11 @@ def measure(settings: dict[str, Any]) -> list[dict[str, Any]]:
                     "grads_per_chain": r.grad_evals / chains,
                     "max_abs_diff_vs_devices": base_k,
                     "max_abs_diff": float(np.max(np.abs(x - base))),
+                    # chains whose path split from the one-device run's (a near-tie
+                    # accept or label decision flipped by the order of sums)
+                    "chains_diverged": int(
+                        np.sum(np.max(np.abs(x - base), axis=tuple(range(1, x.ndim))) > 1e-3)
+                    ),
                     "max_z": float(np.max(np.abs(x.mean(axis=(0, 1)) - loc) / scale)),
                     "collectives": exchanged,
                 }
@@ -246,7 +251,10 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
             " share this machine's 2 cores, so more devices cannot be faster here: the table"
             " measures what splitting the chains costs (see docs/scaling-out.md for what"
             " changes on GPUs). *diff* is the largest difference of any draw from the run"
-            " with the same seed and chains on one device (the order of floating-point sums)."
+            " with the same seed and chains on one device (the order of floating-point sums), and"
+            " in brackets the chains whose path split from it (differences above 1e-3: an"
+            " accept or label decision within float32 rounding of its threshold went the other"
+            " way, after which the chain draws other, equally valid values)."
             " Collectives: in the compiled iteration, all of them (an upper bound on one"
             " iteration's exchange: most sit in branches taken only in one phase, at window"
             " ends, searches or health checks) and those outside every branch."
@@ -267,6 +275,7 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
             f" | {fmt(r['warmup_ms_per_iteration'], '.2f')}"
             f" | {fmt(r['sample_ms_per_iteration'], '.2f')} | {fmt(r['ess_per_s'], '.0f')}"
             f" | {fmt(r['ess_per_s_sampling'], '.0f')} | {fmt(r['max_abs_diff'], '.1e')}"
+            f" ({r.get('chains_diverged', '-')})"
             f" | {c['count']} ({fmt(c['bytes'] / 1024, '.1f')})"
             f" | {c['count_unconditional']} ({fmt(c['bytes_unconditional'], '.0f')} B) |"
         )
