@@ -9,8 +9,8 @@ run with the same seed, and the collectives in the compiled iteration (how many
 and how many bytes, in all and outside every branch).
 
 On a CPU the devices are XLA host devices (``--xla_force_host_platform_device_count``),
-which share the machine's cores: the suite then measures what the sharding
-costs (partitioned programs, collectives through memory), not a speed-up.  The
+which share the machine's cores: more devices add no compute there, only
+another spread of the work over the cores (and collectives through memory).  The
 same module is the script to run on GPUs::
 
     python -m benchmarks.sharding --chains 1024 16384 131072 --devices 1 2 4 8 \\
@@ -248,9 +248,9 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
             f"{s['model']} (d = {s['dim']}); DilationLangevin with `mesh=` a mesh of the first"
             f" k of {s['host_devices']} XLA host devices, {s['num_warmup']} warmup +"
             f" {s['num_samples']} draws, medians of {s['repeats']} timed runs. The host devices"
-            " share this machine's 2 cores, so more devices cannot be faster here: the table"
-            " measures what splitting the chains costs (see docs/scaling-out.md for what"
-            " changes on GPUs). *diff* is the largest difference of any draw from the run"
+            " share this machine's 2 cores: more devices add no compute here, only another spread"
+            " of the work over the cores (see docs/scaling-out.md for what changes on GPUs)."
+            " *diff* is the largest difference of any draw from the run"
             " with the same seed and chains on one device (the order of floating-point sums), and"
             " in brackets the chains whose path split from it (differences above 1e-3: an"
             " accept or label decision within float32 rounding of its threshold went the other"
@@ -269,13 +269,19 @@ def report(result: dict[str, Any], figure_dir: Path) -> str:
     ]
     for r in result["runs"]:
         c = r["collectives"]
+        # a run is compared with the first of its chain count, on the fewest devices
+        compared = r.get("max_abs_diff_vs_devices", 1) != r["devices"]
+        diff = (
+            f"{fmt(r['max_abs_diff'], '.1e')} ({r.get('chains_diverged', '-')})"
+            if compared
+            else "-"
+        )
         lines.append(
             f"| {SAMPLER_LABELS.get(r['sampler'], r['sampler'])} | {r['scaling']} | {r['chains']}"
             f" | {r['devices']} | {fmt(r['compile_s'], '.1f')}"
             f" | {fmt(r['warmup_ms_per_iteration'], '.2f')}"
             f" | {fmt(r['sample_ms_per_iteration'], '.2f')} | {fmt(r['ess_per_s'], '.0f')}"
-            f" | {fmt(r['ess_per_s_sampling'], '.0f')} | {fmt(r['max_abs_diff'], '.1e')}"
-            f" ({r.get('chains_diverged', '-')})"
+            f" | {fmt(r['ess_per_s_sampling'], '.0f')} | {diff}"
             f" | {c['count']} ({fmt(c['bytes'] / 1024, '.1f')})"
             f" | {c['count_unconditional']} ({fmt(c['bytes_unconditional'], '.0f')} B) |"
         )
