@@ -18,12 +18,13 @@ them where one process needs all).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from numpyro_dilation._jaxlib import installed_release
 
 
 def chain_sharding(mesh: Mesh) -> NamedSharding:
@@ -107,12 +108,7 @@ def host_checks_work(mesh: Mesh) -> bool:
     (256 chains on 2 host devices hung at the last check); one device, or
     jaxlib 0.12, is fine.
     """
-    if mesh.size == 1:
-        return True
-    from importlib.metadata import version
-
-    release = tuple(int(part) for part in re.findall(r"\d+", version("jaxlib"))[:2])
-    return release >= CALLBACKS_JAXLIB
+    return mesh.size == 1 or installed_release() >= CALLBACKS_JAXLIB
 
 
 def check_mesh(mesh: Any) -> Mesh | None:

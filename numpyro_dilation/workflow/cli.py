@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from numpyro_dilation import __version__
+from numpyro_dilation._jaxlib import release
 from numpyro_dilation.workflow.comparison import compare_example
 from numpyro_dilation.workflow.examples import (
     DEMO_EXAMPLES,
@@ -200,14 +200,6 @@ def _list_examples() -> int:
     return 0
 
 
-def _release(version: str) -> tuple[int, ...]:
-    """Leading numeric release of a version string: ``"0.10.2rc1"`` -> ``(0, 10, 2)``."""
-    match = re.match(r"\d+(\.\d+)*", version)
-    if match is None:
-        raise ValueError(f"cannot read a release from version {version!r}")
-    return tuple(int(part) for part in match.group(0).split("."))
-
-
 def xla_flags_for(flags: str | None, jaxlib_version: str) -> str | None:
     """``XLA_FLAGS`` for the command's own runs on ``jaxlib_version``.
 
@@ -232,7 +224,7 @@ def xla_flags_for(flags: str | None, jaxlib_version: str) -> str | None:
     >>> xla_flags_for(None, "0.12.0.1") is None
     True
     """
-    if _release(jaxlib_version) >= FIXED_JAXLIB:
+    if release(jaxlib_version) >= FIXED_JAXLIB:
         return flags
     if flags and "--xla_cpu_multi_thread_eigen" in flags:
         return flags  # the user's own choice
