@@ -1,8 +1,9 @@
 """Run-time warnings when a run is not working: collapsed acceptance, stuck chains.
 
 The checks run on the host through :func:`jax.debug.callback`, at the last
-warmup iteration and every :data:`CHECK_EVERY` sampling iterations, and only
-look at quantities the state already carries.
+warmup iteration and during sampling (acceptance every :data:`ACCEPT_CHECK_EVERY`
+iterations, convergence and modes every :data:`CHECK_EVERY`), and only look at
+quantities the state already carries.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ MIN_STEP_SIZE = 1e-4
 #: An adapted step size above this, in a metric adapted to the posterior's scale,
 #: means the potential barely changes over huge moves: a flat or improper posterior.
 MAX_STEP_SIZE = 1e3
-#: Sampling iterations between two checks.
+#: Sampling iterations between two convergence and mode checks (a block of draws).
 CHECK_EVERY = 1000
+#: Sampling iterations between two checks of the chains' recent acceptance: the
+#: memory of that running mean, so that a run of any length is checked (the
+#: kernel is never told ``num_samples``).
+ACCEPT_CHECK_EVERY = 100
 
 
 class SamplerHealthWarning(UserWarning):
@@ -28,7 +33,13 @@ class SamplerHealthWarning(UserWarning):
 
 
 def warn_if_unhealthy(
-    sampling, iteration, mean_accept_prob, step_size, *, check_large_step: bool = True
+    sampling,
+    iteration,
+    mean_accept_prob,
+    step_size,
+    *,
+    check_large_step: bool = True,
+    reported: set | None = None,
 ) -> None:
     """Warn, naming the chains concerned, if acceptance collapsed or the step vanished or exploded.
 
@@ -46,6 +57,11 @@ def warn_if_unhealthy(
         Also warn when the adapted step size exceeds :data:`MAX_STEP_SIZE`
         (meaningful only when both the step size and the mass matrix were
         adapted, so that the step is in units of the posterior's scale).
+    reported : set, optional
+        Chains already named for collapsed acceptance during sampling since the
+        kernel was initialised: they are not named again, and the chains named
+        now are added (the sampling check runs every :data:`ACCEPT_CHECK_EVERY`
+        iterations).
     """
     batched = np.ndim(mean_accept_prob) > 0
     accept = np.atleast_1d(np.asarray(mean_accept_prob, dtype=float))
@@ -60,6 +76,9 @@ def warn_if_unhealthy(
         return f"chain(s) {idx.tolist()}" if batched else "a chain"
 
     collapsed = np.flatnonzero(~(accept >= MIN_MEAN_ACCEPT_PROB))
+    if bool(sampling) and reported is not None:
+        collapsed = np.asarray([c for c in collapsed.tolist() if c not in reported], dtype=int)
+        reported.update(collapsed.tolist())
     if collapsed.size:
         warnings.warn(
             f"DilationLangevin: mean acceptance probability {where} is below"
@@ -188,6 +207,7 @@ def warn_if_modes_not_equilibrated(iteration, block_start, occupancy, ensemble: 
 
 
 __all__ = [
+    "ACCEPT_CHECK_EVERY",
     "CHECK_EVERY",
     "MAX_STEP_SIZE",
     "MIN_MEAN_ACCEPT_PROB",

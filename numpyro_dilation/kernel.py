@@ -46,6 +46,7 @@ from numpyro_dilation.adaptation import (
 )
 from numpyro_dilation.dilation import DilationSettings, DilationState
 from numpyro_dilation.health import (
+    ACCEPT_CHECK_EVERY,
     CHECK_EVERY,
     SamplerHealthWarning,
     warn_if_modes_not_equilibrated,
@@ -284,6 +285,8 @@ class DilationLangevin(MCMCKernel):
         self._postprocess_fn = None
         self._sample_fn = None
         self._host_checks = True
+        # chains already named for collapsed acceptance during this run's sampling
+        self._collapsed_reported: set[int] = set()
 
     # ------------------------------------------------------------------ NumPyro API
 
@@ -338,6 +341,8 @@ class DilationLangevin(MCMCKernel):
         if self._mesh is not None:
             sharding.check_chains_fit(self._mesh, vectorized, jnp.shape(rng_key)[0])
         self._host_checks = self._mesh is None or sharding.host_checks_work(self._mesh)
+        # in place: a compiled sampler keeps the set it was traced with
+        self._collapsed_reported.clear()
         if not self._host_checks:
             warnings.warn(sharding.HOST_CHECKS_OFF, SamplerHealthWarning, stacklevel=2)
         if vectorized:
@@ -599,16 +604,19 @@ class DilationLangevin(MCMCKernel):
         return state._replace(modes=modes)
 
     def _check_health(self, state, batched, check_warmup):
-        """Warn from the host at the end of warmup and every CHECK_EVERY sampling iterations."""
+        """Warn from the host at the end of warmup and every ACCEPT_CHECK_EVERY sampling
+        iterations (each chain named once for collapsed acceptance)."""
         # the counter has already moved past the iteration just run
         i, _, num_warmup = dilation.phases(state, batched)
         i = i - 1
         sampling = i >= num_warmup
         checkpoint = ((i == num_warmup - 1) & check_warmup) | (
-            sampling & ((i - num_warmup) % CHECK_EVERY == CHECK_EVERY - 1)
+            sampling & ((i - num_warmup) % ACCEPT_CHECK_EVERY == ACCEPT_CHECK_EVERY - 1)
         )
         warn = partial(
-            warn_if_unhealthy, check_large_step=self._adapt_step_size and self._adapt_mass_matrix
+            warn_if_unhealthy,
+            check_large_step=self._adapt_step_size and self._adapt_mass_matrix,
+            reported=self._collapsed_reported,
         )
         jax.lax.cond(
             checkpoint,

@@ -9,7 +9,7 @@ import pytest
 from numpyro.infer import MCMC
 
 from numpyro_dilation import DilationLangevin
-from numpyro_dilation.health import SamplerHealthWarning
+from numpyro_dilation.health import SamplerHealthWarning, warn_if_unhealthy
 
 from .conftest import assert_mean_close, assert_sd_close, run_python
 
@@ -134,5 +134,24 @@ def test_stuck_chain_during_sampling_warns_and_healthy_run_is_silent():
     state = mcmc.last_state
     broken = state._replace(adapt_state=state.adapt_state._replace(step_size=jnp.full(2, 500.0)))
     mcmc.post_warmup_state = broken
-    with pytest.warns(SamplerHealthWarning, match=r"before iteration 2100 is below 0.05 for chain\(s\) \[0, 1\]"):
+    with pytest.warns(SamplerHealthWarning, match=r"before iteration 1400 is below 0.05 for chain\(s\) \[0, 1\]"):
         mcmc.run(jax.random.PRNGKey(1), init_params=jnp.zeros((2, 3)))
+
+
+def test_collapsed_acceptance_names_each_sampling_chain_once_per_run():
+    """The sampling check runs every ACCEPT_CHECK_EVERY iterations; a chain is named once."""
+    reported: set[int] = set()
+    accept = np.array([0.01, 0.8, 0.02])
+    step = np.full(3, 0.5)
+    with pytest.warns(SamplerHealthWarning, match=r"for chain\(s\) \[0, 2\]"):
+        warn_if_unhealthy(True, 299, accept, step, reported=reported)
+    assert reported == {0, 2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SamplerHealthWarning)
+        warn_if_unhealthy(True, 399, accept, step, reported=reported)
+    accept[1] = 0.0
+    with pytest.warns(SamplerHealthWarning, match=r"for chain\(s\) \[1\]"):
+        warn_if_unhealthy(True, 499, accept, step, reported=reported)
+    # the end-of-warmup check always names every chain
+    with pytest.warns(SamplerHealthWarning, match=r"after warmup .* chain\(s\) \[0, 1, 2\]"):
+        warn_if_unhealthy(False, 99, accept, step, reported=reported)
