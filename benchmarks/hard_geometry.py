@@ -541,8 +541,22 @@ CHEES_LEARNING_RATE = 0.025
 CHEES_INITIAL_STEP = 0.1
 
 
-def chees_hmc(target: Target, key, num_chains: int, num_warmup: int, num_samples: int) -> Outcome:
+def chees_hmc(
+    target: Target,
+    key,
+    num_chains: int,
+    num_warmup: int,
+    num_samples: int,
+    *,
+    start: Callable | None = None,
+    initial_step_size: float | Callable = CHEES_INITIAL_STEP,
+) -> Outcome:
     """BlackJAX ChEES-HMC on the model's NumPyro potential, vectorised over chains.
+
+    ``start(key, info)``, if given, returns ``(positions, grad_evals)``: where
+    the chains start instead of NumPyro's initial points, and the gradients
+    spent finding them (``benchmarks.chees_starts``).  ``initial_step_size`` may
+    be a function of ``(logdensity, positions)``.
 
     Warmup is ``blackjax.chees_adaptation`` (cross-chain step size by dual
     averaging towards acceptance 0.651, trajectory length by the ChEES
@@ -566,6 +580,12 @@ def chees_hmc(target: Target, key, num_chains: int, num_warmup: int, num_samples
     def logdensity(x):
         return -potential(x)
 
+    positions, start_grads = info.param_info.z, 0
+    if start is not None:
+        positions, start_grads = start(jax.random.fold_in(k_init, 1), info)
+    if callable(initial_step_size):
+        initial_step_size = initial_step_size(logdensity, positions)
+
     adaptation = blackjax.chees_adaptation(
         logdensity,
         num_chains,
@@ -579,7 +599,7 @@ def chees_hmc(target: Target, key, num_chains: int, num_warmup: int, num_samples
         (states, params), adapt_info = adaptation.run(
             key,
             positions,
-            CHEES_INITIAL_STEP,
+            initial_step_size,
             optax.adam(CHEES_LEARNING_RATE),
             num_warmup,
             max_sampling_steps=num_samples,
@@ -622,14 +642,13 @@ def chees_hmc(target: Target, key, num_chains: int, num_warmup: int, num_samples
         _, out = jax.lax.scan(body, states, jax.random.split(key, num_samples))
         return out
 
-    positions = info.param_info.z
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     warmup_c = jax.jit(warmup).lower(k_warm, positions).compile()
-    compile_s = time.perf_counter() - start
+    compile_s = time.perf_counter() - t0
     (states, step, imm, num_steps, warm_grads), warmup_s = common.timed(warmup_c, k_warm, positions)
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     sample_c = jax.jit(sample).lower(k_sample, states, step, imm, num_steps).compile()
-    compile_s += time.perf_counter() - start
+    compile_s += time.perf_counter() - t0
     (draws, accept, divergent, steps), sample_s = common.timed(
         sample_c, k_sample, states, step, imm, num_steps
     )
@@ -641,7 +660,7 @@ def chees_hmc(target: Target, key, num_chains: int, num_warmup: int, num_samples
         warmup_s=warmup_s,
         sample_s=sample_s,
         compile_s=compile_s,
-        grad_evals_warmup=int(warm_grads) + num_chains,
+        grad_evals_warmup=int(warm_grads) + num_chains + int(start_grads),
         grad_evals_sample=int(np.sum(steps)),
         divergences=int(np.sum(divergent)),
         accept=float(np.mean(accept)),

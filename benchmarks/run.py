@@ -38,6 +38,7 @@ SUITES = (
     "overhead",
     "scaling",
     "sharding",
+    "chees_starts",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PACKAGES = ("numpyro_dilation", "numpyro", "jax", "jaxlib", "blackjax", "arviz", "numpy",
