@@ -63,7 +63,8 @@ default, single-step MALA (now `stationary="mala"`), and have not been rerun:
 their figures describe that kernel.  The six near-Gaussian posteriordb
 regressions flatter every sampler with a dense metric; the hard_geometry
 section is the one to read for hard posteriors, and it says where NUTS or
-BlackJAX's ChEES-HMC wins.
+BlackJAX's ChEES-HMC wins.  The chees_starts section reruns ChEES-HMC on the
+regressions it fails there, from other starts, to show why it fails.
 """
 
 
