@@ -453,6 +453,11 @@ class DilationLangevin(MCMCKernel):
         state["_sample_fn"] = None
         return state
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        # kernels pickled before the set existed
+        self.__dict__.setdefault("_collapsed_reported", set())
+
     def wrap_model(self, wrapper: Callable) -> DilationLangevin:
         """Return a copy of this kernel bound to ``wrapper(self.model)``."""
         if self._model is None:
