@@ -26,7 +26,16 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import ParamInfo, initialize_model
 from numpyro.util import identity, is_prng_key
 
-from numpyro_dilation import convergence, dilation, ensemble, nuts, path, pooling, sharding
+from numpyro_dilation import (
+    convergence,
+    dilation,
+    ensemble,
+    nuts,
+    path,
+    pooling,
+    run_checks,
+    sharding,
+)
 from numpyro_dilation._checks import (
     check_continuous_latents,
     check_dimensions,
@@ -46,11 +55,7 @@ from numpyro_dilation.adaptation import (
 )
 from numpyro_dilation.dilation import DilationSettings, DilationState
 from numpyro_dilation.health import (
-    ACCEPT_CHECK_EVERY,
-    CHECK_EVERY,
     SamplerHealthWarning,
-    warn_if_modes_not_equilibrated,
-    warn_if_unhealthy,
 )
 
 # Defaults, from the measurements in docs/how-it-works.md (4-mode mixtures in
@@ -411,8 +416,23 @@ class DilationLangevin(MCMCKernel):
         state = state._replace(convergence=convergence.init(size, flat.dtype, batch_shape))
         step = dilation.build_kernel(settings, adapter).step
         if self._stationary == "nuts":
-            state, step = self._with_nuts(
-                state, rng_key, step, num_adapt, dense, vectorized, model_args, model_kwargs
+            state, step = nuts.attach(
+                state,
+                rng_key,
+                step,
+                potential_fn=self._potential_fn,
+                potential_fn_gen=None if self._model is None else self._potential_fn_gen,
+                num_adapt=num_adapt,
+                vectorized=vectorized,
+                model_args=model_args,
+                model_kwargs=model_kwargs,
+                step_size=self._step_size,
+                adapt_step_size=self._adapt_step_size,
+                adapt_mass_matrix=self._adapt_mass_matrix,
+                dense_mass=dense,
+                target_accept_prob=self._target_accept_prob,
+                forward_mode_differentiation=self._forward_mode_differentiation,
+                regularize_mass_matrix=self._regularize_mass_matrix,
             )
         if vectorized:
             state = state._replace(
@@ -426,7 +446,13 @@ class DilationLangevin(MCMCKernel):
             step=step,
             batched=vectorized,
             check=size > 0,
-            check_warmup=num_adapt >= MIN_ADAPT_STEPS,
+            checks={
+                "check_warmup": num_adapt >= MIN_ADAPT_STEPS,
+                "check_large_step": self._adapt_step_size and self._adapt_mass_matrix,
+                "ensemble": self._ensemble,
+                "reported": self._collapsed_reported,
+                "call": run_checks.host_call(self._host_checks),
+            },
             leaves=site_leaves(one_chain_params),
             last_window_end=adapter.last_window_end,
             search_at=search_schedule(adapter, num_anneal),
@@ -477,7 +503,7 @@ class DilationLangevin(MCMCKernel):
         step,
         batched,
         check,
-        check_warmup,
+        checks,
         leaves,
         last_window_end,
         search_at,
@@ -500,147 +526,8 @@ class DilationLangevin(MCMCKernel):
         else:
             state = step(state, potential_fn, batched)
         if check:
-            self._check_health(state, batched, check_warmup)
-        if check and sums is not None:
-            state = self._check_convergence(state._replace(convergence=sums), batched, leaves)
-        if check and batched and state.modes is not None:
-            state = self._check_modes(state)
+            state = run_checks.run_checks(state, sums, batched, leaves, **checks)
         return state
-
-    def _with_nuts(
-        self, state, rng_key, step, num_adapt, dense, vectorized, model_args, model_kwargs
-    ):
-        """Attach NumPyro's NUTS to the state, and a step that hands over to it at t = 1."""
-        init_kernel, sample_kernel = nuts.nuts_kernel(
-            self._potential_fn, None if self._model is None else self._potential_fn_gen
-        )
-        init_one = partial(
-            nuts.init,
-            init_kernel,
-            num_warmup=num_adapt,
-            step_size=self._step_size,
-            adapt_step_size=self._adapt_step_size,
-            adapt_mass_matrix=self._adapt_mass_matrix,
-            dense_mass=dense,
-            target_accept_prob=self._target_accept_prob,
-            forward_mode_differentiation=self._forward_mode_differentiation,
-            regularize_mass_matrix=self._regularize_mass_matrix,
-            model_args=model_args,
-            model_kwargs=model_kwargs,
-        )
-        keys = (
-            vmap(lambda k: random.fold_in(k, 1))(rng_key)
-            if vectorized
-            else random.fold_in(rng_key, 1)
-        )
-        state = vmap(init_one)(state, keys) if vectorized else init_one(state, keys)
-        nuts_one = partial(nuts.transition, adapt_step_size=self._adapt_step_size)
-
-        def nuts_step(state, potential_fn, batched, model_args, model_kwargs):
-            i, num_anneal, _ = dilation.phases(state, batched)
-            run = partial(nuts_one, sample_kernel=sample_kernel)
-            if batched:
-                run = vmap(run, in_axes=(0, None, None, None))
-
-            def nuts(s):
-                # NUTS adapts each chain alone: the modes' pooled state stays aside
-                chains = run(s._replace(modes=None), i == num_anneal, model_args, model_kwargs)
-                return chains._replace(modes=s.modes)
-
-            # the phase is unbatched (vectorised chains share the counter): a real branch
-            return jax.lax.cond(
-                i < num_anneal, lambda s: step(s, potential_fn, batched), nuts, state
-            )
-
-        return state, nuts_step
-
-    def _check_convergence(self, state, batched, leaves):
-        """Add the new position to the window's sums; warn from the host at a window's end."""
-        i, num_anneal, num_warmup = dilation.phases(state, batched)
-        i = i - 1  # the counter has already moved past the iteration just run
-        k, length = convergence.window_position(i, num_anneal, num_warmup, CHECK_EVERY)
-        update = convergence.update
-        if batched:
-            update = vmap(update, in_axes=(0, 0, None, None, 0))
-        # unbatched predicates: real branches, no per-iteration select over the sums
-        sums = jax.lax.cond(
-            k >= 0,
-            lambda c: update(c, state.y, k, length, state.diverging),
-            lambda c: c,
-            state.convergence,
-        )
-        warn = partial(convergence.warn_if_not_converged, leaves=leaves)
-        report = (k >= 0) & (k == length - 1)
-        if self._ensemble:
-            # chains of an ensemble sit apart in the modes until its mode moves start,
-            # late in the warmup; the sampling checks judge whether they equilibrated
-            report = report & (
-                (i >= num_warmup) | (jnp.sum(jnp.isfinite(state.modes.log_weight)) < 2)
-            )
-        jax.lax.cond(
-            report,
-            lambda c: self._host_call(
-                warn, i >= num_warmup, i, c.count, c.mean, c.m2, c.divergences
-            ),
-            lambda c: None,
-            sums,
-        )
-        return state._replace(convergence=sums)
-
-    def _check_modes(self, state):
-        """Count the modes the chains' positions are in; warn from the host at a block's end."""
-        i, _, num_warmup = dilation.phases(state, True)
-        i = i - 1  # the counter has already moved past the iteration just run
-        position = (i - num_warmup) % CHECK_EVERY
-        sampling = i >= num_warmup
-        modes = jax.lax.cond(
-            sampling,
-            lambda m: pooling.count_occupancy(m, state.y, position, CHECK_EVERY),
-            lambda m: m,
-            state.modes,
-        )
-        warn = partial(warn_if_modes_not_equilibrated, ensemble=self._ensemble)
-        jax.lax.cond(
-            sampling & (position == CHECK_EVERY - 1),
-            lambda m: self._host_call(warn, i, i - position, m.occupancy),
-            lambda m: None,
-            modes,
-        )
-        return state._replace(modes=modes)
-
-    def _check_health(self, state, batched, check_warmup):
-        """Warn from the host at the end of warmup and every ACCEPT_CHECK_EVERY sampling
-        iterations (each chain named once for collapsed acceptance)."""
-        # the counter has already moved past the iteration just run
-        i, _, num_warmup = dilation.phases(state, batched)
-        i = i - 1
-        sampling = i >= num_warmup
-        checkpoint = ((i == num_warmup - 1) & check_warmup) | (
-            sampling & ((i - num_warmup) % ACCEPT_CHECK_EVERY == ACCEPT_CHECK_EVERY - 1)
-        )
-        warn = partial(
-            warn_if_unhealthy,
-            check_large_step=self._adapt_step_size and self._adapt_mass_matrix,
-            reported=self._collapsed_reported,
-        )
-        jax.lax.cond(
-            checkpoint,
-            lambda s: self._host_call(
-                warn,
-                sampling,
-                i,
-                jnp.where(sampling, s.recent_accept_prob, s.mean_accept_prob),
-                s.adapt_state.step_size,
-            ),
-            lambda s: None,
-            state,
-        )
-
-    def _host_call(self, fn: Callable, *args) -> None:
-        """Call ``fn(*args)`` on the host from inside the compiled loop (the health checks),
-        unless they are off for this run (:func:`numpyro_dilation.sharding.host_checks_work`)."""
-        if self._host_checks:
-            jax.debug.callback(fn, *args)
 
     def _current_potential_fn(self, model_args, model_kwargs):
         if self._potential_fn_gen is not None:

@@ -15,6 +15,7 @@ health checks read the same names whichever kernel runs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jax
@@ -23,7 +24,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc import hmc
 from numpyro.infer.hmc_util import dual_averaging
 
-from numpyro_dilation.dilation import RECENT_WEIGHT, DilationState, initial_step_size
+from numpyro_dilation.dilation import RECENT_WEIGHT, DilationState, initial_step_size, phases
 
 
 def nuts_kernel(potential_fn: Callable | None, potential_fn_gen: Callable | None):
@@ -144,4 +145,58 @@ def transition(
     )
 
 
-__all__ = ["hand_over", "init", "nuts_kernel", "transition"]
+def attach(
+    state: DilationState,
+    rng_key: jax.Array,
+    step: Callable,
+    *,
+    potential_fn: Callable | None,
+    potential_fn_gen: Callable | None,
+    num_adapt: int,
+    vectorized: bool,
+    model_args: tuple,
+    model_kwargs: dict,
+    **nuts_options: Any,
+) -> tuple[DilationState, Callable]:
+    """Attach NumPyro's NUTS to the state, and a step that hands over to it at ``t = 1``.
+
+    ``step(state, potential_fn, batched)`` is the annealing's step; the returned
+    ``nuts_step(state, potential_fn, batched, model_args, model_kwargs)`` runs it
+    before ``t = 1`` and NUTS from there.  ``nuts_options`` are :func:`init`'s
+    (step size, adaptation switches, ``dense_mass``, ``target_accept_prob``, ...).
+    """
+    init_kernel, sample_kernel = nuts_kernel(potential_fn, potential_fn_gen)
+    init_one = partial(
+        init,
+        init_kernel,
+        num_warmup=num_adapt,
+        model_args=model_args,
+        model_kwargs=model_kwargs,
+        **nuts_options,
+    )
+    keys = (
+        jax.vmap(lambda k: jax.random.fold_in(k, 1))(rng_key)
+        if vectorized
+        else jax.random.fold_in(rng_key, 1)
+    )
+    state = jax.vmap(init_one)(state, keys) if vectorized else init_one(state, keys)
+    nuts_one = partial(
+        transition, adapt_step_size=nuts_options["adapt_step_size"], sample_kernel=sample_kernel
+    )
+
+    def nuts_step(state, potential_fn, batched, model_args, model_kwargs):
+        i, num_anneal, _ = phases(state, batched)
+        run = jax.vmap(nuts_one, in_axes=(0, None, None, None)) if batched else nuts_one
+
+        def nuts(s):
+            # NUTS adapts each chain alone: the modes' pooled state stays aside
+            chains = run(s._replace(modes=None), i == num_anneal, model_args, model_kwargs)
+            return chains._replace(modes=s.modes)
+
+        # the phase is unbatched (vectorised chains share the counter): a real branch
+        return jax.lax.cond(i < num_anneal, lambda s: step(s, potential_fn, batched), nuts, state)
+
+    return state, nuts_step
+
+
+__all__ = ["attach", "hand_over", "init", "nuts_kernel", "transition"]

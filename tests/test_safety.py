@@ -155,3 +155,53 @@ def test_collapsed_acceptance_names_each_sampling_chain_once_per_run():
     # the end-of-warmup check always names every chain
     with pytest.warns(SamplerHealthWarning, match=r"after warmup .* chain\(s\) \[0, 1, 2\]"):
         warn_if_unhealthy(False, 99, accept, step, reported=reported)
+
+
+def test_check_health_warns_at_sampling_checkpoints_only():
+    """run_checks.check_health on a stand-in state: a warning at a checkpoint, none between
+    checkpoints, none when the host call is off."""
+    from typing import NamedTuple
+
+    from numpyro_dilation import run_checks
+
+    class Adapt(NamedTuple):
+        step_size: jax.Array
+
+    class Stub(NamedTuple):
+        i: jax.Array
+        num_anneal_steps: jax.Array
+        num_warmup: jax.Array
+        recent_accept_prob: jax.Array
+        mean_accept_prob: jax.Array
+        adapt_state: Adapt
+
+    def state(i):
+        chains = 3
+        return Stub(
+            i=jnp.full(chains, i),
+            num_anneal_steps=jnp.full(chains, 50),
+            num_warmup=jnp.full(chains, 100),
+            recent_accept_prob=jnp.array([0.01, 0.8, 0.9]),
+            mean_accept_prob=jnp.full(chains, 0.8),
+            adapt_state=Adapt(step_size=jnp.full(chains, 0.5)),
+        )
+
+    def check(i, enabled, reported):
+        run_checks.check_health(
+            state(i),
+            True,
+            check_warmup=True,
+            check_large_step=True,
+            reported=reported,
+            call=run_checks.host_call(enabled),
+        )
+        jax.effects_barrier()
+
+    # the counter has moved past the iteration just run: i = 400 closes sampling iteration 299
+    with pytest.warns(SamplerHealthWarning, match=r"before iteration 400 .* chain\(s\) \[0\]"):
+        check(400, True, set())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SamplerHealthWarning)
+        check(401, True, set())  # not a checkpoint
+        check(400, False, set())  # host calls off
+        check(500, True, {0})  # chain 0 already named
