@@ -408,10 +408,12 @@ class DilationLangevin(MCMCKernel):
             num_anneal_steps=num_anneal,
             num_warmup=num_warmup,
         )
+        # one compiled program: run op by op, the start compiled each of its ~200
+        # operations on its own, which took longer than compiling the sampler
         if vectorized:
-            state = vmap(lambda key, params: init_one(key, params))(rng_key, init_params)
+            state = jax.jit(vmap(init_one))(rng_key, init_params)
         else:
-            state = init_one(rng_key, init_params)
+            state = jax.jit(init_one)(rng_key, init_params)
         batch_shape = state.y.shape[:-1]
         state = state._replace(convergence=convergence.init(size, flat.dtype, batch_shape))
         step = dilation.build_kernel(settings, adapter).step
@@ -435,8 +437,9 @@ class DilationLangevin(MCMCKernel):
                 regularize_mass_matrix=self._regularize_mass_matrix,
             )
         if vectorized:
+            init_modes = jax.jit(pooling.init, static_argnums=2)
             state = state._replace(
-                modes=pooling.init(
+                modes=init_modes(
                     state.adapt_state, state.y, pooling.num_slots_for(state.y.shape[0])
                 )
             )
@@ -458,7 +461,7 @@ class DilationLangevin(MCMCKernel):
             search_at=search_schedule(adapter, num_anneal),
         )
         if self._ensemble:
-            state = ensemble.init(state)
+            state = jax.jit(ensemble.init)(state)
         check_finite_start(state.potential_energy, state.y_grad, self._center)
         if self._mesh is not None:
             state = sharding.place(state, self._mesh, state.y.shape[0])
