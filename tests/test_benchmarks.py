@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -281,10 +282,14 @@ def test_parallel_tempering_counts_every_gradient(monkeypatch):
 
     counts = {"value": 0, "grad": 0}
     base = targets()["gauss2d_4"]
+    # XLA runs host callbacks on its own threads, several at once: an unguarded
+    # `+=` lost updates on a loaded machine (6889 values counted for 6900)
+    lock = threading.Lock()
 
     def add(key):
         def callback(x):
-            counts[key] += int(np.prod(np.shape(x)[:-1], dtype=int))
+            with lock:
+                counts[key] += int(np.prod(np.shape(x)[:-1], dtype=int))
         return callback
 
     @jax.custom_vjp
