@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +33,9 @@ from numpyro_dilation import modes as mode_lib
 from numpyro_dilation import pooling
 from numpyro_dilation.dilation import DilationState, phases
 from numpyro_dilation.metric import chains_scale
+
+# the ensemble's part of the state is defined beside the state (kept here by name)
+from numpyro_dilation.state import EnsembleSettings, EnsembleState, EnsembleStats
 
 MOVES = mode_lib.MOVES
 #: Floor on each move's probability, so that no move is ever switched off for good.
@@ -46,95 +48,6 @@ TARGET_JUMP_RATE = 0.3
 MIN_MODE_MOVE_PROB = 0.05
 #: Weight of the newest value in the tuning's running averages.
 EMA_WEIGHT = 0.1
-
-
-class EnsembleSettings(NamedTuple):
-    """Tuned mode-move settings, one value for the whole ensemble.
-
-    Attributes
-    ----------
-    move_probs : array, shape (2,)
-        Probability of each move of :data:`MOVES` when a chain makes a mode move.
-    mode_move_prob : float
-        Probability that a sampling iteration runs mode moves.
-    accept : array, shape (2,)
-        Warmup running average of each move's acceptance probability.
-    """
-
-    move_probs: jax.Array
-    mode_move_prob: jax.Array
-    accept: jax.Array
-
-
-class EnsembleStats(NamedTuple):
-    """Per-chain mode-move statistics (leading axis: chains).
-
-    Attributes
-    ----------
-    accept_prob : array, shape (n, 2)
-        Acceptance probability of each move type this iteration (0 if not proposed).
-    num_proposals, num_accepted : array, shape (n, 2)
-        Cumulative proposals and acceptances of each move type.
-    num_mode_jumps : array, shape (n,)
-        Cumulative accepted mode moves that changed the chain's mode.
-    """
-
-    accept_prob: jax.Array
-    num_proposals: jax.Array
-    num_accepted: jax.Array
-    num_mode_jumps: jax.Array
-
-
-class EnsembleState(NamedTuple):
-    """Ensemble-mode part of the sampler's state: shared settings and per-chain statistics.
-
-    The attributes below the two fields read per chain, so that NumPyro's
-    ``extra_fields`` (``"ensemble.move_probs"``, ``"ensemble.num_mode_jumps"``,
-    ...) collect one row per chain like every other field.
-    """
-
-    settings: EnsembleSettings
-    stats: EnsembleStats
-
-    def _per_chain(self, value):
-        n = self.stats.num_mode_jumps.shape[0]
-        return jnp.broadcast_to(value, (n,) + jnp.shape(value))
-
-    @property
-    def move_probs(self) -> jax.Array:
-        """Tuned move probabilities, shape (n, 2)."""
-        return self._per_chain(self.settings.move_probs)
-
-    @property
-    def mode_move_prob(self) -> jax.Array:
-        """Tuned probability that a sampling iteration runs mode moves, shape (n,)."""
-        return self._per_chain(self.settings.mode_move_prob)
-
-    @property
-    def accept_prob(self) -> jax.Array:
-        """Acceptance probability of each move type this iteration, shape (n, 2)."""
-        return self.stats.accept_prob
-
-    @property
-    def num_proposals(self) -> jax.Array:
-        """Cumulative proposals of each move type, shape (n, 2)."""
-        return self.stats.num_proposals
-
-    @property
-    def num_accepted(self) -> jax.Array:
-        """Cumulative acceptances of each move type, shape (n, 2)."""
-        return self.stats.num_accepted
-
-    @property
-    def num_mode_jumps(self) -> jax.Array:
-        """Cumulative accepted moves to another mode, shape (n,)."""
-        return self.stats.num_mode_jumps
-
-    @property
-    def mean_accept_prob(self) -> jax.Array:
-        """Fraction of accepted proposals of each move type so far (NaN if none)."""
-        proposals = self.stats.num_proposals
-        return self.stats.num_accepted / jnp.where(proposals > 0, proposals, jnp.nan)
 
 
 def init_ensemble_state(num_chains: int, dtype) -> EnsembleState:
@@ -400,9 +313,6 @@ __all__ = [
     "MOVES",
     "SCOUTS_PER_CHAIN",
     "TARGET_JUMP_RATE",
-    "EnsembleSettings",
-    "EnsembleState",
-    "EnsembleStats",
     "discover",
     "ensemble_step",
     "init",

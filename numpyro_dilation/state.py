@@ -11,8 +11,102 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+from numpyro.infer.hmc import HMCState
 
 from numpyro_dilation.adaptation import AdaptState
+from numpyro_dilation.convergence import ConvergenceState
+from numpyro_dilation.pooling import ModeState
+
+
+class EnsembleSettings(NamedTuple):
+    """Tuned mode-move settings, one value for the whole ensemble.
+
+    Attributes
+    ----------
+    move_probs : array, shape (2,)
+        Probability of each move of :data:`numpyro_dilation.ensemble.MOVES` when a chain
+        makes a mode move.
+    mode_move_prob : float
+        Probability that a sampling iteration runs mode moves.
+    accept : array, shape (2,)
+        Warmup running average of each move's acceptance probability.
+    """
+
+    move_probs: jax.Array
+    mode_move_prob: jax.Array
+    accept: jax.Array
+
+
+class EnsembleStats(NamedTuple):
+    """Per-chain mode-move statistics (leading axis: chains).
+
+    Attributes
+    ----------
+    accept_prob : array, shape (n, 2)
+        Acceptance probability of each move type this iteration (0 if not proposed).
+    num_proposals, num_accepted : array, shape (n, 2)
+        Cumulative proposals and acceptances of each move type.
+    num_mode_jumps : array, shape (n,)
+        Cumulative accepted mode moves that changed the chain's mode.
+    """
+
+    accept_prob: jax.Array
+    num_proposals: jax.Array
+    num_accepted: jax.Array
+    num_mode_jumps: jax.Array
+
+
+class EnsembleState(NamedTuple):
+    """Ensemble-mode part of the sampler's state: shared settings and per-chain statistics.
+
+    The attributes below the two fields read per chain, so that NumPyro's
+    ``extra_fields`` (``"ensemble.move_probs"``, ``"ensemble.num_mode_jumps"``,
+    ...) collect one row per chain like every other field.
+    """
+
+    settings: EnsembleSettings
+    stats: EnsembleStats
+
+    def _per_chain(self, value):
+        n = self.stats.num_mode_jumps.shape[0]
+        return jnp.broadcast_to(value, (n,) + jnp.shape(value))
+
+    @property
+    def move_probs(self) -> jax.Array:
+        """Tuned move probabilities, shape (n, 2)."""
+        return self._per_chain(self.settings.move_probs)
+
+    @property
+    def mode_move_prob(self) -> jax.Array:
+        """Tuned probability that a sampling iteration runs mode moves, shape (n,)."""
+        return self._per_chain(self.settings.mode_move_prob)
+
+    @property
+    def accept_prob(self) -> jax.Array:
+        """Acceptance probability of each move type this iteration, shape (n, 2)."""
+        return self.stats.accept_prob
+
+    @property
+    def num_proposals(self) -> jax.Array:
+        """Cumulative proposals of each move type, shape (n, 2)."""
+        return self.stats.num_proposals
+
+    @property
+    def num_accepted(self) -> jax.Array:
+        """Cumulative acceptances of each move type, shape (n, 2)."""
+        return self.stats.num_accepted
+
+    @property
+    def num_mode_jumps(self) -> jax.Array:
+        """Cumulative accepted moves to another mode, shape (n,)."""
+        return self.stats.num_mode_jumps
+
+    @property
+    def mean_accept_prob(self) -> jax.Array:
+        """Fraction of accepted proposals of each move type so far (NaN if none)."""
+        proposals = self.stats.num_proposals
+        return self.stats.num_accepted / jnp.where(proposals > 0, proposals, jnp.nan)
 
 
 class DilationState(NamedTuple):
@@ -66,7 +160,7 @@ class DilationState(NamedTuple):
     num_anneal_steps, num_warmup : int
         Phase boundaries of the run that made this state, so that a state
         carried over with ``mcmc.post_warmup_state`` keeps its own schedule.
-    ensemble : numpyro_dilation.ensemble.EnsembleState or None
+    ensemble : EnsembleState or None
         Population-move settings and statistics (``ensemble=True`` only).  In
         ensemble mode ``rng_key`` is one key for the whole ensemble.
     nuts : numpyro.infer.hmc.HMCState or None
@@ -99,10 +193,10 @@ class DilationState(NamedTuple):
     rng_key: jax.Array
     num_anneal_steps: jax.Array
     num_warmup: jax.Array
-    ensemble: Any = None
-    nuts: Any = None
-    convergence: Any = None
-    modes: Any = None
+    ensemble: EnsembleState | None = None
+    nuts: HMCState | None = None
+    convergence: ConvergenceState | None = None
+    modes: ModeState | None = None
 
 
 class DilationSettings(NamedTuple):
@@ -146,4 +240,11 @@ def phases(state: DilationState, batched: bool) -> tuple[jax.Array, jax.Array, j
     return state.i, state.num_anneal_steps, state.num_warmup
 
 
-__all__ = ["DilationSettings", "DilationState", "phases"]
+__all__ = [
+    "DilationSettings",
+    "DilationState",
+    "EnsembleSettings",
+    "EnsembleState",
+    "EnsembleStats",
+    "phases",
+]
