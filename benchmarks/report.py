@@ -43,10 +43,15 @@ the suite's `settings` and its `runs` (one object of figures per run); see
 `benchmarks/README.md` for the fields of each suite.
 
 **Which kernel each section measured.**  The multimodal section measures the
-current code (adaptation pooled per mode, the mode map, ensemble mode's mode
+current sampler (adaptation pooled per mode, the mode map, ensemble mode's mode
 moves, ChEES's trajectory length floored at ten steps and capped at three times
-the mean U-turn time), on a subset of its targets: the rest of the suite has not
-been rerun with it.  The hard_geometry section is one run of the current code
+the mean U-turn time) in one run of one commit (resumed once, with the same
+settings, after the machine ran out of memory): every base target with every
+sampler, the translated and rescaled copies of `widths2d_3` and both
+label-switching models; the copies of the other targets and the ablation were
+not rerun.
+Later commits compile the kernel's start as one program, which changes the
+draws' rounding and nothing else.  The hard_geometry section is one run of the current code
 at 4 chains, DilationLangevin beside NUTS (diagonal and dense metric) and
 BlackJAX's ChEES-HMC, with a pass that also asks for Stan's diagnostics (R-hat,
 ESS, divergences); its 64-chain comparison has not been rerun in one run and is
