@@ -27,10 +27,7 @@ Run: ``python -m benchmarks.run chees_starts``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -227,13 +224,7 @@ def report(result: dict[str, Any], figure_dir=None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m benchmarks.chees_starts [--quick]`` (``benchmarks.run`` writes the JSON)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.chees_starts", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny version (for tests)")
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)  # used by run()
-    args = parser.parse_args(argv)
-    result = run(args.quick)
-    if args.result is not None:
-        args.result.write_text(json.dumps(result, default=hard_geometry.jsonable))
+    hard_geometry.flagged_main("benchmarks.chees_starts", run, __doc__, argv)
 
 
 if __name__ == "__main__":

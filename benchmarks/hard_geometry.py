@@ -963,6 +963,17 @@ def run_under_flag(module: str, quick: bool) -> dict[str, Any]:
         return json.loads(out.read_text())
 
 
+def flagged_main(module: str, run: Callable[[bool], dict], description: str, argv=None) -> None:
+    """``python -m module [--quick]``: the command line that :func:`run_under_flag` calls."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    parser.add_argument("--quick", action="store_true", help="tiny version (for tests)")
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)  # used by run_under_flag
+    args = parser.parse_args(argv)
+    result = run(args.quick)
+    if args.result is not None:
+        args.result.write_text(json.dumps(result, default=jsonable))
+
+
 # ----------------------------------------------------------------------------- report
 
 

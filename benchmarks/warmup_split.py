@@ -30,11 +30,8 @@ JSON layout of :func:`run`: ``settings`` and ``runs``; a unimodal run holds
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -230,14 +227,8 @@ def report(result: dict[str, Any], figure_dir=None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m benchmarks.warmup_split [--quick] [--out PATH]``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.warmup_split", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny version (for tests)")
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)  # used by run()
-    args = parser.parse_args(argv)
-    result = run(args.quick)
-    if args.result is not None:
-        args.result.write_text(json.dumps(result, default=hard_geometry.jsonable))
+    """``python -m benchmarks.warmup_split [--quick]`` (``benchmarks.run`` writes the JSON)."""
+    hard_geometry.flagged_main("benchmarks.warmup_split", run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -193,6 +193,20 @@ def test_steep_quartic_started_sixty_scales_away():
         assert_matches(x[..., j], frozen)
 
 
+def run_stuck_far_out(num_samples):
+    """Chains 0 and 2 at x = 3 on the quartic, 1 and 3 at the mode; fixed MALA step 1e-3, no warmup."""
+    kernel = DilationLangevin(
+        potential_fn=quartic,
+        center="init",
+        stationary="mala",
+        step_size=1e-3,
+        adapt_step_size=False,
+        adapt_mass_matrix=False,
+    )
+    start = jnp.array([[3.0] * 4, [0.0] * 4, [3.0] * 4, [0.0] * 4])
+    return run(kernel, start, num_warmup=0, num_samples=num_samples)
+
+
 def test_chains_stuck_far_out_are_named():
     """Two of four chains start sixty scales out on the quartic with no warmup.
 
@@ -204,16 +218,7 @@ def test_chains_stuck_far_out_are_named():
     (With any warmup the kernel first takes far chains towards the posterior:
     :mod:`numpyro_dilation.locate`.)
     """
-    kernel = DilationLangevin(
-        potential_fn=quartic,
-        center="init",
-        stationary="mala",
-        step_size=1e-3,
-        adapt_step_size=False,
-        adapt_mass_matrix=False,
-    )
-    start = jnp.array([[3.0] * 4, [0.0] * 4, [3.0] * 4, [0.0] * 4])
-    mcmc, health = run(kernel, start, num_warmup=0, num_samples=1000)
+    mcmc, health = run_stuck_far_out(num_samples=1000)
     x = draws_of(mcmc)
     assert np.all(np.isfinite(x))
     accept = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["accept_prob"])
@@ -227,16 +232,7 @@ def test_chains_stuck_far_out_are_named():
 @pytest.mark.integration
 def test_stuck_chains_are_reported_in_a_run_shorter_than_1000_draws():
     """The stuck chains of the test above, in a 400-draw run: named, once, before it ends."""
-    kernel = DilationLangevin(
-        potential_fn=quartic,
-        center="init",
-        stationary="mala",
-        step_size=1e-3,
-        adapt_step_size=False,
-        adapt_mass_matrix=False,
-    )
-    start = jnp.array([[3.0] * 4, [0.0] * 4, [3.0] * 4, [0.0] * 4])
-    mcmc, health = run(kernel, start, num_warmup=0, num_samples=400)
+    mcmc, health = run_stuck_far_out(num_samples=400)
     accept = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["accept_prob"])
     stuck = np.flatnonzero(accept.mean(1) < 0.05).tolist()
     assert stuck == [0, 2]
