@@ -47,7 +47,7 @@ METADATA = (
 #: slow tier, where every suite runs and the whole report is checked.
 DEFAULT_SUITES = ("posteriordb", "overhead", "scaling")
 #: Where a suite's ``SAMPLER_LABELS`` live when not in the suite's own module.
-LABELS_MODULE = {"hard_geometry": "geometry_samplers"}
+LABELS_MODULE = {"hard_geometry": "geometry_samplers", "multimodal": "multimodal_settings"}
 
 
 def _python(*args: str, timeout: float) -> None:
