@@ -34,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import hard_geometry
+from benchmarks import geometry_samplers, geometry_targets, hard_geometry
+from benchmarks.posteriors import stan_names
 
 #: The regressions ChEES fails in the hard_geometry run, and one it passes (a control).
 TARGETS = (
@@ -62,13 +63,13 @@ def found_step(logdensity, positions) -> float:
 
     return float(
         blackjax.adaptation.step_size.find_reasonable_step_size(
-            jax.random.PRNGKey(0), kernel_generator, state, hard_geometry.CHEES_INITIAL_STEP
+            jax.random.PRNGKey(0), kernel_generator, state, geometry_samplers.CHEES_INITIAL_STEP
         )
     )
 
 
-def located_by_nuts(target: hard_geometry.Target, num_warmup: int):
-    """A ``start`` for :func:`hard_geometry.chees_hmc`: where NUTS's warmup leaves each chain."""
+def located_by_nuts(target: geometry_targets.Target, num_warmup: int):
+    """A ``start`` for :func:`geometry_samplers.chees_hmc`: where NUTS's warmup leaves each chain."""
     from numpyro.infer import MCMC, NUTS
 
     def start(key, info):
@@ -102,7 +103,7 @@ STILL_FRACTION = 0.01
 
 def barely_moved(samples: dict[str, np.ndarray], moments: dict[str, tuple[float, float]]) -> int:
     """Chains whose sd is below :data:`STILL_FRACTION` of the reference sd in every parameter."""
-    draws = hard_geometry.stan_names(samples, moments)
+    draws = stan_names(samples, moments)
     still = None
     for name, (_, ref_sd) in moments.items():
         x = np.asarray(draws[name], dtype=float)
@@ -121,8 +122,8 @@ def _settings(quick: bool) -> dict[str, Any]:
         "locate_warmup": 20 if quick else LOCATE_WARMUP,
         "seed": 0,
         "chees": {
-            "learning_rate": hard_geometry.CHEES_LEARNING_RATE,
-            "initial_step_size": hard_geometry.CHEES_INITIAL_STEP,
+            "learning_rate": geometry_samplers.CHEES_LEARNING_RATE,
+            "initial_step_size": geometry_samplers.CHEES_INITIAL_STEP,
             "mass_matrix_estimation": "diagonal",
         },
         "pass_definition": hard_geometry._default_settings(False)["pass_definition"],
@@ -130,7 +131,7 @@ def _settings(quick: bool) -> dict[str, Any]:
 
 
 def one_run(name: str, start_kind: str, s: dict[str, Any]) -> dict[str, Any]:
-    target = hard_geometry.TARGETS[name]
+    target = geometry_targets.TARGETS[name]
     num_chains = s["num_chains"]
     key = jax.random.fold_in(jax.random.PRNGKey(s["seed"]), num_chains)
     options: dict[str, Any] = {}
@@ -139,7 +140,7 @@ def one_run(name: str, start_kind: str, s: dict[str, Any]) -> dict[str, Any]:
     elif start_kind == "located":
         options["start"] = located_by_nuts(target, s["locate_warmup"])
     t0 = time.perf_counter()
-    outcome = hard_geometry.chees_hmc(
+    outcome = geometry_samplers.chees_hmc(
         target, key, num_chains, s["num_warmup"], s["num_samples"], **options
     )
     row = hard_geometry.figures(target, outcome, "ChEES-HMC", num_chains)

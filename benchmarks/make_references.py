@@ -4,7 +4,7 @@ Usage::
 
     python -m benchmarks.make_references [TARGET ...]   # default: every cached target
 
-For the targets of :mod:`benchmarks.hard_geometry` whose truth is not
+For the targets of :mod:`benchmarks.geometry_targets` whose truth is not
 analytic and that posteriordb does not cover, this computes a reference and
 writes ``benchmarks/references/TARGET.npz`` (compressed).  The Brownian
 bridge is integrated by quadrature (:func:`bridge_quadrature`: the walk is
@@ -45,7 +45,7 @@ import numpyro  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
 from numpyro.infer import MCMC, NUTS  # noqa: E402
 
-from benchmarks import hard_geometry as hg  # noqa: E402
+from benchmarks import geometry_targets as gt  # noqa: E402
 from benchmarks.common import scalar_draws  # noqa: E402
 
 __all__ = ["MAX_STORED_FLOATS", "REFERENCE_MODELS", "Reference", "make_reference", "main"]
@@ -55,24 +55,24 @@ MAX_STORED_FLOATS = 250_000
 
 
 def bridge_noncentred(observed_index, y=None):
-    """:func:`~benchmarks.hard_geometry.brownian_bridge_model` with the walk's increments standardised."""
+    """:func:`~benchmarks.geometry_targets.brownian_bridge_model` with the walk's increments standardised."""
     innovation = numpyro.sample("innovation_scale", dist.LogNormal(0.0, 2.0))
     observation = numpyro.sample("observation_scale", dist.LogNormal(0.0, 2.0))
-    z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([hg.BRIDGE_STEPS]).to_event(1))
+    z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([gt.BRIDGE_STEPS]).to_event(1))
     x = numpyro.deterministic("x", innovation * jnp.cumsum(z))
     numpyro.sample("y", dist.Normal(x[observed_index], observation).to_event(1), obs=y)
 
 
 def sv_noncentred(returns):
-    """:func:`~benchmarks.hard_geometry.stochastic_volatility_model` with standardised innovations."""
-    mu, phi, sigma = hg._sv_globals()
+    """:func:`~benchmarks.geometry_targets.stochastic_volatility_model` with standardised innovations."""
+    mu, phi, sigma = gt._sv_globals()
     z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([returns.shape[0]]).to_event(1))
 
     def step(h_prev, z_t):
         h_t = mu + phi * (h_prev - mu) + sigma * z_t
         return h_t, h_t
 
-    h1 = mu + hg.sv_stationary_sd(phi, sigma) * z[0]
+    h1 = mu + gt.sv_stationary_sd(phi, sigma) * z[0]
     _, rest = jax.lax.scan(step, h1, z[1:])
     h = numpyro.deterministic("h", jnp.concatenate([h1[None], rest]))
     # no argument check: the structural trace draws the globals from the prior, and an
@@ -82,7 +82,7 @@ def sv_noncentred(returns):
 
 
 def lgcp_noncentred(chol, counts=None):
-    """:func:`~benchmarks.hard_geometry.lgcp_model` as ``f = mu + sigma L z`` (``L`` factorised once)."""
+    """:func:`~benchmarks.geometry_targets.lgcp_model` as ``f = mu + sigma L z`` (``L`` factorised once)."""
     mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
     sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
     z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([chol.shape[0]]).to_event(1))
@@ -104,13 +104,13 @@ class Reference:
 
 
 def _bridge_args():
-    index, y = hg._bridge_data()
+    index, y = gt._bridge_data()
     return (jnp.asarray(index),), {"y": jnp.asarray(y)}
 
 
 def _lgcp_args():
-    chol = np.linalg.cholesky(hg.lgcp_correlation())
-    return (jnp.asarray(chol),), {"counts": jnp.asarray(hg._lgcp_data())}
+    chol = np.linalg.cholesky(gt.lgcp_correlation())
+    return (jnp.asarray(chol),), {"counts": jnp.asarray(gt._lgcp_data())}
 
 
 REFERENCE_MODELS: dict[str, Reference] = {
@@ -120,13 +120,13 @@ REFERENCE_MODELS: dict[str, Reference] = {
     ),
     "stochastic_volatility": Reference(
         sv_noncentred,
-        lambda: ((jnp.asarray(hg._sv_data()),), {}),
+        lambda: ((jnp.asarray(gt._sv_data()),), {}),
         ("mu", "phi", "sigma", "h"),
         2500,
     ),
     "item_response_2pl": Reference(
-        hg.item_response_2pl_model,
-        hg._irt_args,
+        gt.item_response_2pl_model,
+        gt._irt_args,
         ("delta", "theta", "beta", "alpha"),
         1500,
         target_accept_prob=0.8,
@@ -149,8 +149,8 @@ def bridge_quadrature(grid: int = 1000, num_draws: int = 4000, seed: int = 0) ->
     and variance.  ``num_draws`` draws are made by picking lattice points by
     weight and ``x`` from its conditional Gaussian.
     """
-    index, y = hg._bridge_data()
-    n = hg.BRIDGE_STEPS
+    index, y = gt._bridge_data()
+    n = gt.BRIDGE_STEPS
     k = np.minimum.outer(np.arange(1, n + 1), np.arange(1, n + 1)).astype(float)
     lam, u = np.linalg.eigh(k[np.ix_(index, index)])
     b = k[:, index] @ u  # (n, m)
@@ -202,10 +202,10 @@ def make_reference(name: str, seed: int = 0, nuts: bool = False) -> dict[str, np
     """Compute the reference of target ``name`` and write its ``.npz``; return the arrays."""
     if name == "brownian_bridge" and not nuts:
         out = bridge_quadrature(seed=seed)
-        hg.REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(hg.reference_file(name), **out)
+        gt.REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(gt.reference_file(name), **out)
         print(f"{name}: quadrature, border weight {float(out['max_edge_weight']):.1e}"
-              f" -> {hg.reference_file(name)}", flush=True)
+              f" -> {gt.reference_file(name)}", flush=True)
         return out
     ref = REFERENCE_MODELS[name]
     args, kwargs = ref.make_args()
@@ -245,9 +245,9 @@ def make_reference(name: str, seed: int = 0, nuts: bool = False) -> dict[str, np
         "seed": np.array(seed),
         "divergences": np.array(int(np.sum(mcmc.get_extra_fields()["diverging"]))),
     }
-    hg.REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
+    gt.REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
     # the bridge's NUTS run is a cross-check: it never replaces the quadrature
-    path = hg.REFERENCE_DIR / f"{name}_nuts.npz" if name == "brownian_bridge" else hg.reference_file(name)
+    path = gt.REFERENCE_DIR / f"{name}_nuts.npz" if name == "brownian_bridge" else gt.reference_file(name)
     np.savez_compressed(path, **out)
     print(
         f"{name}: {len(names)} parameters, {flat.shape[0]} draws in {wall:.0f} s;"

@@ -9,7 +9,7 @@ stationary adaptation; on a multimodal one the annealing is what weighs the
 modes.  This suite measures both sides at NUTS's budget (1000 warmup + 1000
 draws):
 
-* unimodal hard targets of :mod:`benchmarks.hard_geometry` (:data:`UNIMODAL`),
+* unimodal hard targets of :mod:`benchmarks.geometry_targets` (:data:`UNIMODAL`),
   4 vectorised chains from ``init_to_uniform``, each fraction of warmup in
   :data:`FRACTIONS` and each seed in :data:`SEEDS`: the hard_geometry figures
   (pass, z, sd ratio, min bulk / tail ESS, ESS/s, ESS per 1000 gradients)
@@ -36,7 +36,14 @@ from typing import Any
 
 import jax
 
-from benchmarks import hard_geometry, mixture_samplers, mixtures, mode_metrics
+from benchmarks import (
+    geometry_samplers,
+    geometry_targets,
+    hard_geometry,
+    mixture_samplers,
+    mixtures,
+    mode_metrics,
+)
 
 #: Fractions of ``num_warmup`` given to the annealing (0.5 is the default).
 FRACTIONS = (0.1, 0.25, 0.5)
@@ -77,9 +84,11 @@ def unimodal_run(name: str, fraction: float, seed: int, s: dict) -> dict:
     from numpyro_dilation import DilationLangevin
 
     steps = round(fraction * s["num_warmup"])
-    sample = hard_geometry.numpyro_sampler(lambda m: DilationLangevin(m, num_anneal_steps=steps))
+    sample = geometry_samplers.numpyro_sampler(
+        lambda m: DilationLangevin(m, num_anneal_steps=steps)
+    )
     row = hard_geometry.measure(
-        hard_geometry.TARGETS[name], "DilationLangevin", s["num_chains"], s, seed, sample=sample
+        geometry_targets.TARGETS[name], "DilationLangevin", s["num_chains"], s, seed, sample=sample
     )
     return {
         "kind": "unimodal",

@@ -46,6 +46,8 @@ METADATA = (
 #: the other three (hard_geometry, ensemble_cost, multimodal: about 6 minutes) run in the
 #: slow tier, where every suite runs and the whole report is checked.
 DEFAULT_SUITES = ("posteriordb", "overhead", "scaling")
+#: Where a suite's ``SAMPLER_LABELS`` live when not in the suite's own module.
+LABELS_MODULE = {"hard_geometry": "geometry_samplers", "multimodal": "multimodal_settings"}
 
 
 def _python(*args: str, timeout: float) -> None:
@@ -70,7 +72,8 @@ def _run_and_report(tmp_path, suites):
         assert {"numpyro", "jax", "blackjax", "python"} <= set(result["versions"])
         assert result["runs"], suite
         # every sampler a suite ran is named on the page (by its key or its label)
-        labels = getattr(importlib.import_module(f"benchmarks.{suite}"), "SAMPLER_LABELS", {})
+        module = importlib.import_module(f"benchmarks.{LABELS_MODULE.get(suite, suite)}")
+        labels = getattr(module, "SAMPLER_LABELS", {})
         for run in result["runs"]:
             if "sampler" in run:
                 name = run["sampler"]
