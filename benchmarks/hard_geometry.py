@@ -124,14 +124,18 @@ DIVERGENT_FRACTION_TARGET = 0.01
 def accuracy(
     samples: dict[str, np.ndarray], moments: dict[str, tuple[float, float]]
 ) -> dict[str, dict[str, float]]:
-    """``{param: {"z_mean", "sd_ratio"}}`` of pooled draws against reference ``moments``."""
+    """``{param: {"z_mean", "sd_ratio", "mean", "sd"}}`` of pooled draws against reference
+    ``moments``; the run's own ``mean`` and ``sd`` let a later reference re-score it."""
     draws = stan_names(samples, moments)
     out = {}
     for name, (ref_mean, ref_sd) in moments.items():
         x = np.asarray(draws[name], dtype=float).ravel()
+        mean, sd = float(x.mean()), float(x.std(ddof=1))
         out[name] = {
-            "z_mean": float(abs(x.mean() - ref_mean) / ref_sd),
-            "sd_ratio": float(x.std(ddof=1) / ref_sd),
+            "z_mean": float(abs(mean - ref_mean) / ref_sd),
+            "sd_ratio": float(sd / ref_sd),
+            "mean": mean,
+            "sd": sd,
         }
     return out
 
@@ -388,6 +392,8 @@ def merge_records(records: list[dict]) -> dict:
                 full["samplers"].index(r["sampler"]),
             ),
         ),
+        # runs of several commits are marked as such (one run of one commit is the norm)
+        git=_merged_git([record.get("git") for record in records]),
         wall_time_s=sum(record["wall_time_s"] for record in records),
         command="; ".join(record["command"] for record in records),
         complete=all(record.get("complete", False) for record in records),
@@ -395,15 +401,26 @@ def merge_records(records: list[dict]) -> dict:
     return merged
 
 
-def _record(settings: dict, runs: list, start: float, quick: bool, complete: bool) -> dict:
-    from benchmarks.run import machine, package_versions
+def _merged_git(states: list[dict | None]) -> dict | None:
+    distinct = {json.dumps(g, sort_keys=True) for g in states}
+    if len(distinct) == 1:
+        return states[-1]
+    return {"commit": None, "dirty": None, "merged_from": states}
+
+
+def _record(
+    settings: dict, runs: list, start: float, quick: bool, complete: bool, provenance: dict
+) -> dict:
+    from benchmarks.run import load_average, machine, package_versions
 
     return {
         "schema_version": common.SCHEMA_VERSION,
         "suite": "hard_geometry",
         "quick": quick,
         "complete": complete,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        "date": provenance["date"],
+        "git": provenance["git"],
+        "load_average": {"start": provenance["load_average"], "end": load_average()},
         "versions": package_versions(),
         "machine": machine(),
         "command": " ".join(
@@ -439,12 +456,16 @@ def main(argv: list[str] | None = None) -> None:
             [sys.executable, "-m", "benchmarks.hard_geometry", *sys.argv[1:]],
             child_env(),
         )
+    from benchmarks.run import git_state, load_average, utc_now
+
+    # the commit, date and load of the run's start (runs the same as run.py records)
+    provenance = {"date": utc_now(), "git": git_state(), "load_average": load_average()}
     start = time.perf_counter()
 
     def write(settings, runs, complete=False):
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            record = _record(settings, runs, start, args.quick, complete)
+            record = _record(settings, runs, start, args.quick, complete, provenance)
             args.out.write_text(json.dumps(record, indent=1, default=jsonable) + "\n")
 
     only = {"num_chains": args.chains, "targets": args.targets, "samplers": args.samplers}
