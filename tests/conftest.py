@@ -14,8 +14,6 @@ from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # the benchmarks package (not installed) holds the posteriors
 
 
 def ess(draws):
