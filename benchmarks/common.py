@@ -18,6 +18,7 @@ Conventions used by every suite (and documented in ``benchmarks/README.md``):
 
 from __future__ import annotations
 
+import gc
 import math
 import statistics
 import time
@@ -386,3 +387,15 @@ def run_blackjax_mala(
         grad_evals_warmup=num_chains * (num_warmup + 1),
         grad_evals_sample=num_chains * num_samples,
     )
+
+
+def release_compiled_code() -> None:
+    """Free the compiled XLA programs of the runs done so far.
+
+    Every program keeps its machine code mapped in memory, and a suite of a few
+    hundred runs in one process reaches Linux's default limit of 65530 memory
+    mappings, where LLVM fails with "Cannot allocate memory" however much RAM is
+    free.  Each run compiles its own sampler anyway, so nothing is lost.
+    """
+    jax.clear_caches()
+    gc.collect()

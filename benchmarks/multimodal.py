@@ -94,6 +94,7 @@ import jax
 from jax import random
 
 from benchmarks import tempering
+from benchmarks.common import release_compiled_code
 from benchmarks.label_switching import MODELS, run_model
 from benchmarks.mixture_samplers import (
     run_aies,
@@ -409,6 +410,7 @@ def run(quick: bool = False, only_targets: list[str] | None = None,
             else:
                 record(target, name, group, timed_with_compile(lambda n=name, t=target, k=key: samplers[n](t, k)))
         checkpoint()
+        release_compiled_code()
 
     provenance["date_end"] = _provenance()["date"]
     provenance["load_average"]["end"] = _provenance()["load_average"]
