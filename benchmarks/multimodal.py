@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -94,7 +95,7 @@ import jax
 from jax import random
 
 from benchmarks import tempering
-from benchmarks.common import release_compiled_code
+from benchmarks.common import SCHEMA_VERSION, release_compiled_code
 from benchmarks.label_switching import MODELS, run_model
 from benchmarks.mixture_samplers import (
     run_aies,
@@ -439,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     import argparse
 
-    from benchmarks.run import git_state, load_average, machine, package_versions
+    from benchmarks.run import load_average, machine, package_versions
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.multimodal",
                                      description="Multimodal benchmark suite (standalone).")
@@ -465,9 +466,15 @@ def main(argv: list[str] | None = None) -> None:
               sizes=sizes or None, resume=not args.fresh)
     wall = time.perf_counter() - t0
     print(f"total {wall:.1f}s")
-    res = {"suite": "multimodal", "quick": args.quick, "date": res["provenance"]["date_start"],
-           "git": git_state(), "load_average": {"start": load_start, "end": load_average()},
-           "versions": package_versions(), "machine": machine(), "wall_time_s": wall, **res}
+    # the layout benchmarks.run writes; the commit is the one the run started at
+    res = {"schema_version": SCHEMA_VERSION, "suite": "multimodal", "quick": args.quick,
+           "date": res["provenance"]["date_start"],
+           "git": res["provenance"]["git"],
+           "load_average": {"start": load_start, "end": load_average()},
+           "versions": package_versions(), "machine": machine(),
+           "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.multimodal",
+                                *(sys.argv[1:] if argv is None else argv)]),
+           "wall_time_s": wall, **res}
     results = Path(__file__).resolve().parent / "results"
     if args.out is not None:
         path = args.out
