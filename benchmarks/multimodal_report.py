@@ -157,7 +157,7 @@ def report(result: dict, figure_dir: Path) -> str:
     if abl:
         fig = _figure_ablation(abl, by, figure_dir, s)
         out += ["### Ablation: the path's alpha and length", "",
-                (f"Non-ensemble kernel; warmup = annealing + {s['ablation_adapt']} MALA iterations"
+                (f"Non-ensemble kernel; warmup = annealing + {s['ablation_adapt']} iterations at t = 1"
                  f" (the defaults, alpha 0.75 and {s['num_warmup'] // 2} annealing steps, are the"
                  f" main run), {s['num_samples']} draws."), "",
                 ("| target | alpha | annealing steps | TV | modes found | energy dist. | grads/chain"

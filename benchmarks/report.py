@@ -46,13 +46,12 @@ the suite's `settings` and its `runs` (one object of figures per run); see
 current sampler (adaptation pooled per mode, the mode map, ensemble mode's mode
 moves, ChEES's trajectory length floored at ten steps and capped at three times
 the mean U-turn time) in one run of one commit (resumed once, with the same
-settings, after the machine ran out of memory): every base target with every
-sampler, the translated and rescaled copies of `widths2d_3` and both
-label-switching models; the copies of the other targets and the ablation were
-not rerun.
-Later commits compile the kernel's start as one program, which changes the
-draws' rounding and nothing else.  The hard_geometry section is one run of the current code
-at 4 chains, DilationLangevin beside NUTS (diagonal and dense metric) and
+settings, after the process reached Linux's default limit on memory mappings,
+which the suite now avoids by freeing each run's compiled code): every base
+target with every sampler, the translated and rescaled copies of every base
+target, both label-switching models and the ablation.  The hard_geometry section
+is one run, at 4 chains, of the code before the kernel's start was compiled as
+one program (which changes the draws' rounding and nothing else), DilationLangevin beside NUTS (diagonal and dense metric) and
 BlackJAX's ChEES-HMC, with a pass that also asks for Stan's diagnostics (R-hat,
 ESS, divergences); its 64-chain comparison has not been rerun in one run and is
 left out.  The sharding section measures the current code on host devices that
