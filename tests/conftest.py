@@ -1,6 +1,5 @@
 """Shared test helpers: Monte Carlo tolerances and small models."""
 
-import gc
 import os
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import numpy as np
 import pytest
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC
+
+from benchmarks.common import release_compiled_code
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,11 +111,6 @@ def _release_compiled_code():
     """
     yield
     release_compiled_code()
-
-
-def release_compiled_code():
-    jax.clear_caches()
-    gc.collect()
 
 
 def memory_mappings() -> tuple[int, int] | None:
