@@ -37,6 +37,24 @@ from numpyro_dilation.workflow.results import count_grad_evals, measure_compile
 #: Version of the JSON layout written by ``benchmarks/run.py``; bump on breaking changes.
 SCHEMA_VERSION = 1
 
+#: Stan's guidance for trusting a run (Vehtari et al. 2021): R-hat at most 1.01, bulk
+#: and tail ESS at least 100 per chain; and at most 1% divergent transitions.
+RHAT_TARGET = 1.01
+ESS_PER_CHAIN_TARGET = 100
+DIVERGENT_FRACTION_TARGET = 0.01
+
+
+def diagnostics_pass(
+    r_hat: float, ess_bulk: float, ess_tail: float, divergences: int, num_chains: int, num_draws: int
+) -> bool:
+    """Whether a run meets :data:`RHAT_TARGET`, :data:`ESS_PER_CHAIN_TARGET` (bulk and
+    tail) and :data:`DIVERGENT_FRACTION_TARGET` of its ``num_chains * num_draws`` draws."""
+    return bool(
+        r_hat <= RHAT_TARGET
+        and min(ess_bulk, ess_tail) >= ESS_PER_CHAIN_TARGET * num_chains
+        and divergences <= DIVERGENT_FRACTION_TARGET * num_chains * num_draws
+    )
+
 
 def block(tree: Any) -> Any:
     """Wait for every array of ``tree`` (JAX dispatches asynchronously)."""

@@ -112,11 +112,9 @@ __all__ = [
 XLA_FLAG = "--xla_cpu_multi_thread_eigen=false"
 ROOT = Path(__file__).resolve().parent.parent
 SD_TARGET = (0.9, 1.1)
-#: Stan's guidance for trusting a run (Vehtari et al. 2021): R-hat at most 1.01
-#: (:data:`~benchmarks.geometry_targets.RHAT_TARGET`), bulk and tail ESS at least 100
-#: per chain; and at most 1% divergent transitions.
-ESS_PER_CHAIN_TARGET = 100
-DIVERGENT_FRACTION_TARGET = 0.01
+#: Stan's guidance for trusting a run (:func:`benchmarks.common.diagnostics_pass`).
+ESS_PER_CHAIN_TARGET = common.ESS_PER_CHAIN_TARGET
+DIVERGENT_FRACTION_TARGET = common.DIVERGENT_FRACTION_TARGET
 
 # ----------------------------------------------------------------------------- measuring
 
@@ -191,10 +189,8 @@ def figures(target: Target, r: Outcome, sampler: str, num_chains: int) -> dict:
     accurate = bool(max_z <= Z_TARGET and SD_TARGET[0] <= sd_lo and sd_hi <= SD_TARGET[1])
     rhat = common.max_rhat(stan_names(r.samples, moments))
     num_draws = np.shape(next(iter(r.samples.values())))[1]
-    trusted = bool(
-        rhat["r_hat"] <= RHAT_TARGET
-        and min(ess["ess_bulk"], ess["ess_tail"]) >= ESS_PER_CHAIN_TARGET * num_chains
-        and r.divergences <= DIVERGENT_FRACTION_TARGET * num_chains * num_draws
+    trusted = common.diagnostics_pass(
+        rhat["r_hat"], ess["ess_bulk"], ess["ess_tail"], r.divergences, num_chains, num_draws
     )
     passed = accurate and trusted
     grads = r.grad_evals_warmup + r.grad_evals_sample
