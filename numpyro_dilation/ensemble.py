@@ -188,7 +188,7 @@ def discover(
     mode = known.mode_of[cluster]
     num_scouts = SCOUTS_PER_CHAIN * n
     scouts = mode_lib.draw_scouts(key_scouts, state.y, scale, num_scouts)
-    bottom, bottom_potential, bottom_grad = mode_lib.descend(
+    bottom, bottom_potential, bottom_grad, settled = mode_lib.descend(
         potential_and_grad, scouts, known.scale, mode_lib.DESCENT_STEPS
     )
     max_basins = max(1, n // (4 * CHAINS_PER_BASIN))
@@ -196,7 +196,9 @@ def discover(
     def potential_fn(x):
         return potential_and_grad(x)[0]
 
-    basin, used = mode_lib.new_basins(bottom, bottom_potential, known, potential_fn, max_basins)
+    # a scout still falling is on a slope: no basin of its own
+    candidate_potential = jnp.where(settled, bottom_potential, jnp.inf)
+    basin, used = mode_lib.new_basins(bottom, candidate_potential, known, potential_fn, max_basins)
     # donors: chains of the most crowded modes first
     crowd = jnp.bincount(mode, length=n)[mode]  # chains in each chain's mode
     donors = jnp.argsort(-crowd, stable=True)[: max_basins * CHAINS_PER_BASIN]

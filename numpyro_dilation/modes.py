@@ -213,35 +213,56 @@ def components(linked: jax.Array) -> jax.Array:
 
 #: Gradient steps that take each cluster's anchor down to the bottom of its basin.
 DESCENT_STEPS = 30
+#: A descent has settled at a basin's bottom when its last :data:`SETTLE_STEPS`
+#: steps lowered the potential by less than :data:`SETTLE_TOLERANCE` nats.
+SETTLE_STEPS = 5
+SETTLE_TOLERANCE = 0.5
+#: Longest descent step, in within-mode scales (a trust region).
+MAX_DESCENT_STEP = 4.0
 
 
 def descend(potential_and_grad: Callable, x: jax.Array, scale: jax.Array, num_steps: int):
     """Preconditioned gradient descent of each row of ``x`` towards its basin's minimum.
 
-    Steps ``h scale**2 * grad`` with a step ``h`` per point that grows by 1.5
-    after a step that lowered the potential and shrinks by 4 (the step undone)
-    after one that did not, so that no point leaves its basin.  Returns the
-    points, their potentials and gradients.
+    Steps ``h scale**2 * grad``, at most :data:`MAX_DESCENT_STEP` scales long,
+    with a step ``h`` per point that grows by 1.5 after a step that lowered the
+    potential and shrinks by 4 (the step undone) after one that did not, so that
+    no point leaves its basin (without the cap, a point where the gradient is
+    steep, as at a small scale parameter, could jump over its mode onto a far,
+    nearly flat slope).  Returns the
+    points, their potentials and gradients, and whether each descent settled
+    (:data:`SETTLE_STEPS`, :data:`SETTLE_TOLERANCE`): a point still falling is
+    on a slope, not at a bottom (a chain left far out in a tail, where a straight
+    segment to the mode can cross a ridge of a non-convex potential and look
+    like a barrier).
     """
+    settle_from = max(num_steps - SETTLE_STEPS, 0)
 
     def one(x0):
         u0, g0 = potential_and_grad(x0)
 
-        def body(_, carry):
-            x, u, g, h = carry
-            x_new = x - h * scale**2 * g
+        def body(i, carry):
+            x, u, g, h, u_mark = carry
+            step = h * scale * g  # in scales
+            length = jnp.sqrt(jnp.sum(step**2))
+            step = step * jnp.minimum(1.0, MAX_DESCENT_STEP / jnp.maximum(length, 1e-30))
+            x_new = x - scale * step
             u_new, g_new = potential_and_grad(x_new)
             better = jnp.isfinite(u_new) & (u_new < u) & jnp.all(jnp.isfinite(g_new))
+            # a capped step that lowered the potential keeps h: growing it would only be capped
+            grow = jnp.where(length > MAX_DESCENT_STEP, 1.0, 1.5)
             return (
                 jnp.where(better, x_new, x),
                 jnp.where(better, u_new, u),
                 jnp.where(better, g_new, g),
-                jnp.where(better, 1.5 * h, 0.25 * h),
+                jnp.where(better, grow * h, 0.25 * jnp.minimum(h, MAX_DESCENT_STEP / length)),
+                jnp.where(i == settle_from, u, u_mark),
             )
 
         h0 = jnp.ones((), x0.dtype)
-        x, u, g, _ = jax.lax.fori_loop(0, num_steps, body, (x0, u0, g0, h0))
-        return x, u, g
+        x, u, g, _, u_mark = jax.lax.fori_loop(0, num_steps, body, (x0, u0, g0, h0, u0))
+        settled = jnp.isfinite(u) & (u_mark - u < SETTLE_TOLERANCE)
+        return x, u, g, settled
 
     return jax.vmap(one)(x)
 
@@ -283,7 +304,7 @@ def fit_map(
     n = y.shape[0]
     scale = jnp.where(scale > 0, scale, 1.0)
     num_clusters = max(1, min(num_slots, n // 2))
-    floor, floor_potential, _ = descend(potential_and_grad, y, scale, DESCENT_STEPS)
+    floor, floor_potential, _, floor_settled = descend(potential_and_grad, y, scale, DESCENT_STEPS)
     floor_potential = jnp.where(jnp.isfinite(floor_potential), floor_potential, jnp.inf)
     centers, labels = kmeans(rng_key, floor / scale, num_slots, num_clusters, KMEANS_ITERS)
     counts = jax.nn.one_hot(labels, num_slots, dtype=y.dtype).sum(0)
@@ -291,7 +312,7 @@ def fit_map(
     # each cluster's anchor: the lowest bottom its chains reached
     member = labels[None, :] == jnp.arange(num_slots)[:, None]
     best = jnp.argmin(jnp.where(member, floor_potential[None, :], jnp.inf), axis=1)
-    bottom, bottom_potential = floor[best], floor_potential[best]
+    bottom, bottom_potential, settled = floor[best], floor_potential[best], floor_settled[best]
     scaled = bottom / scale
     distance = jnp.sum((scaled[:, None, :] - scaled[None, :, :]) ** 2, axis=-1)
     # bottoms that coincide are one basin's; barriers are looked for between the
@@ -322,6 +343,10 @@ def fit_map(
         rows = jnp.broadcast_to(jnp.arange(num_slots)[:, None], neighbours.shape)
         no_barrier = jnp.zeros((num_slots, num_slots), bool)
         no_barrier = no_barrier.at[rows, neighbours].set(depth < min_barrier)
+        # a cluster whose lowest chain is still falling sits on a slope, not in a
+        # basin of its own: it joins its nearest neighbour
+        on_slope = active & ~settled
+        no_barrier = no_barrier.at[jnp.arange(num_slots), neighbours[:, 0]].max(on_slope)
         linked = linked | no_barrier | no_barrier.T
     linked = linked & active[:, None] & active[None, :]
     mode_of = components(linked).astype(jnp.result_type(int))
@@ -429,9 +454,7 @@ def coincides_with_earlier(points: jax.Array, candidate: jax.Array) -> jax.Array
 
     def rows(start, block):
         i = start + jnp.arange(block)
-        close = (
-            jnp.sum((points[i][:, None, :] - points[None, :, :]) ** 2, axis=-1) < SAME_BOTTOM**2
-        )
+        close = jnp.sum((points[i][:, None, :] - points[None, :, :]) ** 2, axis=-1) < SAME_BOTTOM**2
         earlier = (jnp.arange(m)[None, :] < i[:, None]) & candidate[None, :]
         return jnp.any(close & earlier, axis=1)
 
@@ -515,11 +538,13 @@ def chain_search(
     d = y.shape[-1]
     key_scouts, key_pick = random.split(rng_key)
     scouts = y + CHAIN_SPREAD * scale * random.normal(key_scouts, (CHAIN_SCOUTS, d), y.dtype)
-    quenched, quenched_potential, _ = descend(potential_and_grad, scouts, scale, QUENCH_STEPS)
+    quenched, quenched_potential, _, _ = descend(potential_and_grad, scouts, scale, QUENCH_STEPS)
     quenched_potential = jnp.where(jnp.isfinite(quenched_potential), quenched_potential, jnp.inf)
     _, best = jax.lax.top_k(-quenched_potential, CHAIN_FINALISTS)
     start = jnp.concatenate([y[None], quenched[best]])
-    bottom, bottom_potential, bottom_grad = descend(potential_and_grad, start, scale, DESCENT_STEPS)
+    bottom, bottom_potential, bottom_grad, _ = descend(
+        potential_and_grad, start, scale, DESCENT_STEPS
+    )
     log_mass = laplace_log_mass(potential_and_grad, bottom, bottom_potential, bottom_grad, scale)
     # one vote per distinct basin: a bottom that coincides with an earlier one is dropped
     scaled = bottom / scale
@@ -802,12 +827,15 @@ __all__ = [
     "KMEANS_ITERS",
     "LOCAL_SPREAD",
     "MAX_CLUSTERS",
+    "MAX_DESCENT_STEP",
     "MIN_BARRIER",
     "MOVES",
     "NEIGHBOURS",
     "PAIRWISE_BLOCK",
     "QUENCH_STEPS",
     "SAME_BOTTOM",
+    "SETTLE_STEPS",
+    "SETTLE_TOLERANCE",
     "ClusterGaussians",
     "ModeMap",
     "ModeMove",
@@ -815,8 +843,8 @@ __all__ = [
     "barriers",
     "chain_search",
     "chain_search_cost",
-    "coincides_with_earlier",
     "cluster_gaussians",
+    "coincides_with_earlier",
     "component_log_density",
     "components",
     "descend",

@@ -71,6 +71,31 @@ def test_modes_of_different_widths_and_curved_or_heavy_unimodal_shapes():
     assert num_modes(fit(student, lambda z: 4.0 * jnp.log1p(jnp.sum(z**2) / 3))) == 1
 
 
+def _normal_scale_potential(v):
+    # a normal model's potential in (mean, log sd), flat priors: N = 400 draws of
+    # mean 25 and sd 18.  Not convex: at a small sd the gradient in log sd is steep,
+    # and a straight segment from a far point to the mode crosses a ridge.
+    n, mean, var = 400.0, 25.0, 18.0**2
+    b, u = v[0], v[1]
+    return n * u + 0.5 * n * (var + (mean - b) ** 2) * jnp.exp(-2 * u)
+
+
+def test_descent_walks_down_a_steep_slope_instead_of_jumping_over_the_mode():
+    """Regression: from a small scale parameter the unbounded first step threw the
+    point over the mode onto a far, nearly flat slope, where ensemble mode took it
+    for a new basin (and moved chains there: wrong draws on regressions)."""
+    potential_and_grad = jax.value_and_grad(_normal_scale_potential)
+    mode = jnp.array([25.0, jnp.log(18.0)])
+    scale = jnp.array([0.9, 0.035])  # the posterior's sds
+    start = (mode - 40 * scale)[None]
+    bottom, _, _, settled = modes.descend(potential_and_grad, start, scale, modes.DESCENT_STEPS)
+    assert float(jnp.max(jnp.abs((bottom[0] - mode) / scale))) < 2.0
+    assert bool(settled[0])
+    # a descent cut short, still falling, is not at a bottom
+    _, _, _, settled = modes.descend(potential_and_grad, start, scale, 6)
+    assert not bool(settled[0])
+
+
 def test_barrier_depth_is_zero_on_a_convex_potential_and_the_valley_between_two_modes():
     potential = gaussian_mixture([[0.0], [8.0]], [1.0, 1.0], [0.5, 0.5])
     a, b = jnp.array([0.0]), jnp.array([8.0])
