@@ -21,6 +21,7 @@ is carried from one mode to another by the affine map between their Gaussians
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -217,19 +218,24 @@ DESCENT_STEPS = 30
 #: steps lowered the potential by less than :data:`SETTLE_TOLERANCE` nats.
 SETTLE_STEPS = 5
 SETTLE_TOLERANCE = 0.5
-#: Longest descent step, in within-mode scales (a trust region).
-MAX_DESCENT_STEP = 4.0
+#: A basin whose bottom stands more than :func:`negligible_height` above the lowest
+#: known bottom would hold less than ``exp(-NEGLIGIBLE_NATS)`` of the mass even if it
+#: were :data:`WIDEST_RATIO` times wider than that mode in every coordinate.
+WIDEST_RATIO = 100.0
+NEGLIGIBLE_NATS = 20.0
+
+
+def negligible_height(dim: int) -> float:
+    """Nats above the lowest known bottom beyond which a basin's mass is negligible."""
+    return dim * math.log(WIDEST_RATIO) + NEGLIGIBLE_NATS
 
 
 def descend(potential_and_grad: Callable, x: jax.Array, scale: jax.Array, num_steps: int):
     """Preconditioned gradient descent of each row of ``x`` towards its basin's minimum.
 
-    Steps ``h scale**2 * grad``, at most :data:`MAX_DESCENT_STEP` scales long,
-    with a step ``h`` per point that grows by 1.5 after a step that lowered the
-    potential and shrinks by 4 (the step undone) after one that did not, so that
-    no point leaves its basin (without the cap, a point where the gradient is
-    steep, as at a small scale parameter, could jump over its mode onto a far,
-    nearly flat slope).  Returns the
+    Steps ``h scale**2 * grad`` with a step ``h`` per point that grows by 1.5
+    after a step that lowered the potential and shrinks by 4 (the step undone)
+    after one that did not.  Returns the
     points, their potentials and gradients, and whether each descent settled
     (:data:`SETTLE_STEPS`, :data:`SETTLE_TOLERANCE`): a point still falling is
     on a slope, not at a bottom (a chain left far out in a tail, where a straight
@@ -243,19 +249,14 @@ def descend(potential_and_grad: Callable, x: jax.Array, scale: jax.Array, num_st
 
         def body(i, carry):
             x, u, g, h, u_mark = carry
-            step = h * scale * g  # in scales
-            length = jnp.sqrt(jnp.sum(step**2))
-            step = step * jnp.minimum(1.0, MAX_DESCENT_STEP / jnp.maximum(length, 1e-30))
-            x_new = x - scale * step
+            x_new = x - h * scale**2 * g
             u_new, g_new = potential_and_grad(x_new)
             better = jnp.isfinite(u_new) & (u_new < u) & jnp.all(jnp.isfinite(g_new))
-            # a capped step that lowered the potential keeps h: growing it would only be capped
-            grow = jnp.where(length > MAX_DESCENT_STEP, 1.0, 1.5)
             return (
                 jnp.where(better, x_new, x),
                 jnp.where(better, u_new, u),
                 jnp.where(better, g_new, g),
-                jnp.where(better, grow * h, 0.25 * jnp.minimum(h, MAX_DESCENT_STEP / length)),
+                jnp.where(better, 1.5 * h, 0.25 * h),
                 jnp.where(i == settle_from, u, u_mark),
             )
 
@@ -343,10 +344,16 @@ def fit_map(
         rows = jnp.broadcast_to(jnp.arange(num_slots)[:, None], neighbours.shape)
         no_barrier = jnp.zeros((num_slots, num_slots), bool)
         no_barrier = no_barrier.at[rows, neighbours].set(depth < min_barrier)
-        # a cluster whose lowest chain is still falling sits on a slope, not in a
-        # basin of its own: it joins its nearest neighbour
-        on_slope = active & ~settled
-        no_barrier = no_barrier.at[jnp.arange(num_slots), neighbours[:, 0]].max(on_slope)
+        # a cluster whose lowest chain is still falling sits on a slope, and one far
+        # above the lowest bottom holds no mass worth a mode: either joins its
+        # nearest neighbour
+        lowest = jnp.min(jnp.where(active, bottom_potential, jnp.inf))
+        too_high = bottom_potential > lowest + negligible_height(y.shape[-1])
+        on_slope = active & (~settled | too_high)
+        # (the nearest cluster that is in a basin: another on the same slope would not do)
+        in_basin = active & ~on_slope
+        anchor = jnp.argmin(jnp.where(in_basin[None, :], distance, jnp.inf), axis=1)
+        no_barrier = no_barrier.at[jnp.arange(num_slots), anchor].max(on_slope & jnp.any(in_basin))
         linked = linked | no_barrier | no_barrier.T
     linked = linked & active[:, None] & active[None, :]
     mode_of = components(linked).astype(jnp.result_type(int))
@@ -827,15 +834,16 @@ __all__ = [
     "KMEANS_ITERS",
     "LOCAL_SPREAD",
     "MAX_CLUSTERS",
-    "MAX_DESCENT_STEP",
     "MIN_BARRIER",
     "MOVES",
+    "NEGLIGIBLE_NATS",
     "NEIGHBOURS",
     "PAIRWISE_BLOCK",
     "QUENCH_STEPS",
     "SAME_BOTTOM",
     "SETTLE_STEPS",
     "SETTLE_TOLERANCE",
+    "WIDEST_RATIO",
     "ClusterGaussians",
     "ModeMap",
     "ModeMove",
@@ -861,6 +869,7 @@ __all__ = [
     "mode_moves",
     "nearest_center",
     "nearest_cluster",
+    "negligible_height",
     "new_basins",
     "other_cluster",
     "representatives",
