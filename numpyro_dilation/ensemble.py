@@ -196,13 +196,13 @@ def discover(
     def potential_fn(x):
         return potential_and_grad(x)[0]
 
-    # a scout still falling is on a slope, and a basin far above the known bottoms
-    # holds no mass worth chains (a far, nearly flat slope can pass for a basin:
-    # a straight segment from it to the mode may cross a ridge of a non-convex
-    # potential, as in a regression's scale parameter)
-    lowest = jnp.min(known.bottom_potential)
-    worth = bottom_potential <= lowest + mode_lib.negligible_height(state.y.shape[-1])
-    candidate_potential = jnp.where(settled & worth, bottom_potential, jnp.inf)
+    # scouts still falling down a slope, or far above the most crowded basin, found
+    # no basin worth chains
+    crowded = jnp.argmax(jnp.bincount(cluster, length=num_slots))
+    worth = mode_lib.worth_a_basin(
+        bottom_potential, settled, known.bottom_potential[crowded], state.y.shape[-1]
+    )
+    candidate_potential = jnp.where(worth, bottom_potential, jnp.inf)
     basin, used = mode_lib.new_basins(bottom, candidate_potential, known, potential_fn, max_basins)
     # donors: chains of the most crowded modes first
     crowd = jnp.bincount(mode, length=n)[mode]  # chains in each chain's mode

@@ -218,16 +218,31 @@ DESCENT_STEPS = 30
 #: steps lowered the potential by less than :data:`SETTLE_TOLERANCE` nats.
 SETTLE_STEPS = 5
 SETTLE_TOLERANCE = 0.5
-#: A basin whose bottom stands more than :func:`negligible_height` above the lowest
-#: known bottom would hold less than ``exp(-NEGLIGIBLE_NATS)`` of the mass even if it
+#: A basin whose bottom stands more than :func:`negligible_height` above the most
+#: crowded known basin's bottom would hold less than ``exp(-NEGLIGIBLE_NATS)`` of the mass even if it
 #: were :data:`WIDEST_RATIO` times wider than that mode in every coordinate.
 WIDEST_RATIO = 100.0
 NEGLIGIBLE_NATS = 20.0
 
 
 def negligible_height(dim: int) -> float:
-    """Nats above the lowest known bottom beyond which a basin's mass is negligible."""
+    """Nats above the most crowded basin's bottom beyond which a basin's mass is negligible."""
     return dim * math.log(WIDEST_RATIO) + NEGLIGIBLE_NATS
+
+
+def worth_a_basin(
+    bottom_potential: jax.Array, settled: jax.Array, reference_potential: jax.Array, dim: int
+) -> jax.Array:
+    """Whether scouts' descents ended where a new basin could be: settled (not still
+    falling down a slope) and at most :func:`negligible_height` above
+    ``reference_potential`` (the most crowded known basin's bottom).
+
+    A far, nearly flat slope, as a regression's potential has at a large scale
+    parameter, fails one or the other; the straight segment from there to the mode
+    can cross a ridge of the non-convex potential that the barrier test would take
+    for a basin's wall.
+    """
+    return settled & (bottom_potential <= reference_potential + negligible_height(dim))
 
 
 def descend(potential_and_grad: Callable, x: jax.Array, scale: jax.Array, num_steps: int):
@@ -305,7 +320,7 @@ def fit_map(
     n = y.shape[0]
     scale = jnp.where(scale > 0, scale, 1.0)
     num_clusters = max(1, min(num_slots, n // 2))
-    floor, floor_potential, _, floor_settled = descend(potential_and_grad, y, scale, DESCENT_STEPS)
+    floor, floor_potential, _, _ = descend(potential_and_grad, y, scale, DESCENT_STEPS)
     floor_potential = jnp.where(jnp.isfinite(floor_potential), floor_potential, jnp.inf)
     centers, labels = kmeans(rng_key, floor / scale, num_slots, num_clusters, KMEANS_ITERS)
     counts = jax.nn.one_hot(labels, num_slots, dtype=y.dtype).sum(0)
@@ -313,7 +328,7 @@ def fit_map(
     # each cluster's anchor: the lowest bottom its chains reached
     member = labels[None, :] == jnp.arange(num_slots)[:, None]
     best = jnp.argmin(jnp.where(member, floor_potential[None, :], jnp.inf), axis=1)
-    bottom, bottom_potential, settled = floor[best], floor_potential[best], floor_settled[best]
+    bottom, bottom_potential = floor[best], floor_potential[best]
     scaled = bottom / scale
     distance = jnp.sum((scaled[:, None, :] - scaled[None, :, :]) ** 2, axis=-1)
     # bottoms that coincide are one basin's; barriers are looked for between the
@@ -344,16 +359,6 @@ def fit_map(
         rows = jnp.broadcast_to(jnp.arange(num_slots)[:, None], neighbours.shape)
         no_barrier = jnp.zeros((num_slots, num_slots), bool)
         no_barrier = no_barrier.at[rows, neighbours].set(depth < min_barrier)
-        # a cluster whose lowest chain is still falling sits on a slope, and one far
-        # above the lowest bottom holds no mass worth a mode: either joins its
-        # nearest neighbour
-        lowest = jnp.min(jnp.where(active, bottom_potential, jnp.inf))
-        too_high = bottom_potential > lowest + negligible_height(y.shape[-1])
-        on_slope = active & (~settled | too_high)
-        # (the nearest cluster that is in a basin: another on the same slope would not do)
-        in_basin = active & ~on_slope
-        anchor = jnp.argmin(jnp.where(in_basin[None, :], distance, jnp.inf), axis=1)
-        no_barrier = no_barrier.at[jnp.arange(num_slots), anchor].max(on_slope & jnp.any(in_basin))
         linked = linked | no_barrier | no_barrier.T
     linked = linked & active[:, None] & active[None, :]
     mode_of = components(linked).astype(jnp.result_type(int))
@@ -875,4 +880,5 @@ __all__ = [
     "representatives",
     "single_mode_map",
     "variances_of",
+    "worth_a_basin",
 ]

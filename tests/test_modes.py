@@ -80,32 +80,33 @@ def _normal_scale_potential(v):
     return n * u + 0.5 * n * (var + (mean - b) ** 2) * jnp.exp(-2 * u)
 
 
-def test_chains_left_far_up_a_nonconvex_slope_are_not_a_mode_of_their_own():
-    """Regression: chains on a far, nearly flat slope of a regression's potential in a
-    scale parameter do not reach a bottom in the map's descent, and the straight
-    segment from them to the mode crosses a ridge that looks like a barrier; ensemble
-    mode took such points for new basins and moved chains there (wrong draws on
-    posteriordb's kidiq, earnings and mesquite)."""
+def test_a_far_flat_slope_of_a_nonconvex_potential_is_no_basin_worth_chains():
+    """Regression: a scout's descent from a small scale parameter jumped over the mode
+    onto a far, nearly flat slope of a regression's potential; the straight segment
+    from there to the mode crosses a ridge that the barrier test takes for a basin's
+    wall, and ensemble mode moved chains there (wrong draws on posteriordb's kidiq,
+    earnings and mesquite)."""
     potential_and_grad = jax.value_and_grad(_normal_scale_potential)
     mode = jnp.array([25.0, jnp.log(18.0)])
     scale = jnp.array([0.9, 0.035])  # the posterior's sds
-    near = mode + scale * jax.random.normal(jax.random.PRNGKey(0), (60, 2))
-    far = jnp.array([8107.0, jnp.log(16073.0)]) + jnp.array(
-        [[0.0, 0.0], [50.0, 0.01], [-50.0, 0.02], [10.0, -0.01]]
-    )
-    y = jnp.concatenate([near, far])
-    # the ridge is there: the straight segment from the far point crosses a barrier
-    u_far, _ = potential_and_grad(far[0])
+    # the jump: one unbounded descent step from 40 sds below the mode's log sd
+    start = (mode - 40 * scale)[None]
+    far, far_u, _, settled = modes.descend(potential_and_grad, start, scale, modes.DESCENT_STEPS)
     u_mode, _ = potential_and_grad(mode)
-    depth = modes.barriers(far[0], u_far, mode, u_mode, lambda v: potential_and_grad(v)[0], 9)
+    assert float(far_u[0] - u_mode) > 100.0  # far above the mode, not back in it
+    # the ridge: the barrier test alone would take it for a basin
+    depth = modes.barriers(far[0], far_u[0], mode, u_mode, lambda v: potential_and_grad(v)[0], 9)
     assert float(depth) > modes.MIN_BARRIER
-    mode_map, labels = modes.fit_map(jax.random.PRNGKey(1), y, scale, potential_and_grad, 8)
-    assert len(set(np.asarray(mode_map.mode_of[labels]).tolist())) == 1
-    # a short descent still falling is not at a bottom
-    start = (mode - 5 * scale)[None]
-    _, _, _, settled = modes.descend(potential_and_grad, start, scale, 2)
+    worth = modes.worth_a_basin(far_u, settled, u_mode, 2)
+    assert not bool(worth[0])
+    # a genuine basin a few nats above the reference is worth chains; a descent
+    # still falling is not, wherever it ended
+    assert bool(modes.worth_a_basin(u_mode + 5.0, jnp.array(True), u_mode, 2))
+    assert not bool(modes.worth_a_basin(u_mode + 5.0, jnp.array(False), u_mode, 2))
+    near = (mode - 5 * scale)[None]
+    _, _, _, settled = modes.descend(potential_and_grad, near, scale, 2)
     assert not bool(settled[0])
-    _, _, _, settled = modes.descend(potential_and_grad, start, scale, modes.DESCENT_STEPS)
+    _, _, _, settled = modes.descend(potential_and_grad, near, scale, modes.DESCENT_STEPS)
     assert bool(settled[0])
 
 
