@@ -42,33 +42,37 @@ processor, cpu_count, jax_backend, jax_devices), `command`, `wall_time_s`,
 the suite's `settings` and its `runs` (one object of figures per run); see
 `benchmarks/README.md` for the fields of each suite.
 
-**Which kernel each section measured.**  The multimodal section measures the
-current sampler (adaptation pooled per mode, the mode map, ensemble mode's mode
-moves, ChEES's trajectory length floored at ten steps and capped at three times
-the mean U-turn time) in one run of one commit (resumed once, with the same
-settings, after the process reached Linux's default limit on memory mappings,
-which the suite now avoids by freeing each run's compiled code): every base
-target with every sampler, the translated and rescaled copies of every base
-target, both label-switching models and the ablation.  The hard_geometry section
-is one run, at 4 chains, of the code before the kernel's start was compiled as
-one program (which changes the draws' rounding and nothing else), DilationLangevin beside NUTS (diagonal and dense metric) and
-BlackJAX's ChEES-HMC, with a pass that also asks for Stan's diagnostics (R-hat,
-ESS, divergences); its 64-chain comparison has not been rerun in one run and is
-left out.  The sharding section measures the current code on host devices that
-share two cores.  The posteriordb and ensemble_iteration sections were measured
-before those changes (HMC with a ChEES-tuned trajectory length after the
-annealing, one step size, metric and trajectory length shared by all vectorised
-chains, adapted on the geometric mean of their acceptance), and have not been
-rerun since.  The warmup_split section was recorded with the same HMC kernel
-but with the shared step size adapted on the arithmetic mean of the acceptance
-(the change is described in docs/how-it-works.md).  The ensemble_cost,
-overhead and scaling sections were recorded before that, with the former
-default, single-step MALA (now `stationary="mala"`), and have not been rerun:
-their figures describe that kernel.  The six near-Gaussian posteriordb
-regressions flatter every sampler with a dense metric; the hard_geometry
-section is the one to read for hard posteriors, and it says where NUTS or
-BlackJAX's ChEES-HMC wins.  The chees_starts section reruns ChEES-HMC on the
-regressions it fails there, from other starts, to show why it fails.
+**Which code each section measured.**  Each section's closing line names the
+commit its run measured and the machine's load when it started; every table is
+one run of one commit.  The posteriordb, overhead and scaling sections measure
+the current default kernel (HMC after the annealing, adaptation pooled per
+mode, ChEES's trajectory length floored at ten steps and capped at three times
+the mean U-turn time); posteriordb with a pass that also asks for Stan's
+diagnostics (R-hat, ESS, divergences) and with NUTS run twice, with its default
+diagonal metric and with `dense_mass=True`.  The hard_geometry section, with
+the same pass and the same two NUTS, is one run at 4 chains of the kernel
+before its start was compiled as one program (which changes the start's
+rounding and its time, nothing else); its 64-chain comparison has not been
+rerun in one run and is left out.  The multimodal section is one run of the whole suite (resumed
+once, with the same settings, after the process reached Linux's default limit
+on memory mappings, which the suite now avoids by freeing each run's compiled
+code): every base target with every sampler, the translated and rescaled
+copies of every base target, both label-switching models and the ablation.  It
+ran before ensemble mode's basin search stopped taking far, nearly flat slopes
+for basins (see the changelog); that fix leaves the pinned ensemble draws
+bitwise unchanged, and the 40-mode mixture moved by 100 mode widths, rerun
+with it, gives the same TV (0.037).  The ensemble_iteration and warmup_split
+sections were measured before adaptation was pooled per mode, and the
+ensemble_cost section with the former default, single-step MALA (now
+`stationary="mala"`); none has been rerun since.  The sharding section
+measured the kernel before its start was compiled as one program (which
+changes the start's rounding and its time, nothing else) on host devices that
+share two cores.  The six
+near-Gaussian posteriordb regressions flatter every sampler with a dense
+metric, and on them compilation outweighs sampling; the hard_geometry section
+is the one to read for hard posteriors, and it says where NUTS or BlackJAX's
+ChEES-HMC wins.  The chees_starts section reruns ChEES-HMC on the regressions
+it fails there, from other starts, to show why it fails.
 """
 
 
@@ -76,9 +80,21 @@ def machine_line(result: dict[str, Any]) -> str:
     """One line naming where and when a result was measured."""
     m, v = result.get("machine", {}), result.get("versions", {})
     quick = " (**quick run**, not representative)" if result.get("quick") else ""
+    git = result.get("git") or {}
+    if git.get("commit"):
+        dirty = ", uncommitted changes" if git.get("dirty") else ""
+        merged = git.get("merged_from")
+        merged = f", merged from runs at {', '.join(c[:7] for c in merged)}" if merged else ""
+        commit = f" at commit {git['commit'][:7]}{dirty}{merged}"
+    else:
+        commit = " (commit not recorded)"
+    load = result.get("load_average")
+    if isinstance(load, dict):  # {"start": [1, 5, 15 min], "end": [...]}
+        load = load.get("start")
+    load = f", load average {load[0]:.1f} at the start" if load else ""
     return (
-        f"*Measured {result.get('date', '?')} on {m.get('cpu_count', '?')} CPU cores"
-        f" ({m.get('processor', '?')}, JAX backend {m.get('jax_backend', '?')}),"
+        f"*Measured {result.get('date', '?')}{commit} on {m.get('cpu_count', '?')} CPU cores"
+        f" ({m.get('processor', '?')}, JAX backend {m.get('jax_backend', '?')}{load}),"
         f" numpyro {v.get('numpyro')}, jax {v.get('jax')}, blackjax {v.get('blackjax')};"
         f" suite wall time {result.get('wall_time_s', float('nan')) / 60:.1f} min{quick}.*"
     )

@@ -5,8 +5,9 @@ that every suite runs, writes the documented JSON and reports every sampler,
 so that the suites cannot rot; and that the multimodal suite's pieces (mixture
 copies, the parallel-tempering ladder and its gradient count, the galaxy data
 and model, the checkpoint) do what they say.  The quick suites run in one subprocess (as a
-user runs them): the three cheapest in the default run, all six in the slow
-tier (``-m slow``).  hard_geometry's quick mode starts its own subprocess with
+user runs them): the three cheapest in the integration tier, every suite in the
+slow tier (``-m slow``), where the multimodal suite's quick run is also checked
+field by field.  hard_geometry's quick mode starts its own subprocess with
 ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` (see its docstring).
 """
 
@@ -327,9 +328,13 @@ def test_parallel_tempering_counts_every_gradient(monkeypatch):
     assert out["grads_per_chain"] <= 2000 + out["pt"]["num_replicas"] * 5 * 4
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_multimodal_quick_suite_and_report(tmp_path):
-    """The quick multimodal suite (a couple of minutes) writes the documented JSON and report."""
+    """The quick multimodal suite (a couple of minutes) writes the documented JSON and report.
+
+    Slow tier: the integration tier's longest test after the demo; the slow tier's
+    ``test_all_quick_suites_and_report`` runs the same quick suite as well.
+    """
     results, docs = tmp_path / "results", tmp_path / "docs"
     _python("-m", "benchmarks.run", "multimodal", "--quick", "--out",
             str(results / "multimodal.json"), timeout=600)
