@@ -44,7 +44,8 @@ def gaussian(d):
 
 
 def time_kernel(d, num_chains, dense_mass=None):
-    """Fastest seconds per iteration over REPEATS calls: (warmup, sampling)."""
+    """Fastest seconds per iteration over REPEATS calls, warmup and sampling, and the
+    mean gradient evaluations per chain and sampling iteration (HMC's leapfrog steps)."""
     kernel = DilationLangevin(potential_fn=gaussian(d), dense_mass=dense_mass)
     if num_chains == 1:
         keys, init = random.PRNGKey(0), jnp.zeros(d)
@@ -69,7 +70,8 @@ def time_kernel(d, num_chains, dense_mass=None):
     post = state
     for _ in range(NUM_WARMUP // STEPS):
         post = loop(post)  # run the whole warmup: post is a sampling-phase state
-    return warmup, fastest(post)
+    grads = float(jnp.mean(loop(post).num_grad_evals - post.num_grad_evals)) / STEPS
+    return warmup, fastest(post), grads
 
 
 def us(seconds):
@@ -78,7 +80,8 @@ def us(seconds):
 
 def main():
     machine = (
-        f"{platform.machine()} CPU, {os.cpu_count()} cores shared with other work, no GPU;"
+        f"{platform.machine()} CPU, {os.cpu_count()} cores (load average"
+        f" {os.getloadavg()[0]:.1f} at the start), no GPU;"
         f" Python {platform.python_version()}, jax {jax.__version__}, float32"
     )
     lines = [
@@ -89,23 +92,27 @@ def main():
         "**Vectorised chains, d = 10 Gaussian (dense mass matrix)**",
         "",
         "| chains | warmup µs / iteration | sampling µs / iteration"
-        " | sampling µs / (chain · iteration) |",
-        "|---|---|---|---|",
+        " | sampling µs / (chain · iteration) | gradients / sampling iteration"
+        " | sampling µs / (chain · gradient) |",
+        "|---|---|---|---|---|---|",
     ]
     for n in (1, 16, 64, 256):
-        w, s = time_kernel(10, n)
-        lines.append(f"| {n} | {us(w)} | {us(s)} | {1e6 * s / n:.1f} |")
+        w, s, g = time_kernel(10, n)
+        lines.append(
+            f"| {n} | {us(w)} | {us(s)} | {1e6 * s / n:.1f} | {g:.1f} | {1e6 * s / n / g:.2f} |"
+        )
         print(lines[-1], flush=True)
     lines += [
         "",
         "**Mass matrix, d = 100 Gaussian, 16 vectorised chains**",
         "",
-        "| mass matrix | warmup µs / iteration | sampling µs / iteration |",
-        "|---|---|---|",
+        "| mass matrix | warmup µs / iteration | sampling µs / iteration"
+        " | gradients / sampling iteration | sampling µs / gradient |",
+        "|---|---|---|---|---|",
     ]
     for label, dense in (("dense", True), ("diagonal", False)):
-        w, s = time_kernel(100, 16, dense_mass=dense)
-        lines.append(f"| {label} | {us(w)} | {us(s)} |")
+        w, s, g = time_kernel(100, 16, dense_mass=dense)
+        lines.append(f"| {label} | {us(w)} | {us(s)} | {g:.1f} | {us(s / g)} |")
         print(lines[-1], flush=True)
     OUT.write_text("\n".join(lines) + "\n")
     print("wrote", OUT)
