@@ -219,8 +219,9 @@ DESCENT_STEPS = 30
 SETTLE_STEPS = 5
 SETTLE_TOLERANCE = 0.5
 #: A basin whose bottom stands more than :func:`negligible_height` above the most
-#: crowded known basin's bottom would hold less than ``exp(-NEGLIGIBLE_NATS)`` of the mass even if it
-#: were :data:`WIDEST_RATIO` times wider than that mode in every coordinate.
+#: crowded known basin's bottom would hold less than ``exp(-NEGLIGIBLE_NATS)`` of
+#: the mass even if it were :data:`WIDEST_RATIO` times wider than that mode in
+#: every coordinate.
 WIDEST_RATIO = 100.0
 NEGLIGIBLE_NATS = 20.0
 
@@ -250,12 +251,11 @@ def descend(potential_and_grad: Callable, x: jax.Array, scale: jax.Array, num_st
 
     Steps ``h scale**2 * grad`` with a step ``h`` per point that grows by 1.5
     after a step that lowered the potential and shrinks by 4 (the step undone)
-    after one that did not.  Returns the
-    points, their potentials and gradients, and whether each descent settled
-    (:data:`SETTLE_STEPS`, :data:`SETTLE_TOLERANCE`): a point still falling is
-    on a slope, not at a bottom (a chain left far out in a tail, where a straight
-    segment to the mode can cross a ridge of a non-convex potential and look
-    like a barrier).
+    after one that did not.  Returns the points, their potentials and gradients,
+    and whether each descent settled (:data:`SETTLE_STEPS`,
+    :data:`SETTLE_TOLERANCE`): a point still falling is on a slope, not at a
+    bottom (a chain left far out in a tail, where a straight segment to the mode
+    can cross a ridge of a non-convex potential and look like a barrier).
     """
     settle_from = max(num_steps - SETTLE_STEPS, 0)
 
