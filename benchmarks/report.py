@@ -61,10 +61,10 @@ copies of every base target, both label-switching models and the ablation.  It
 ran before ensemble mode's basin search stopped taking far, nearly flat slopes
 for basins (see the changelog); that fix leaves the pinned ensemble draws
 bitwise unchanged, and the 40-mode mixture moved by 100 mode widths, rerun
-with it, gives the same TV (0.037).  The ensemble_iteration and warmup_split
-sections were measured before adaptation was pooled per mode, and the
-ensemble_cost section with the former default, single-step MALA (now
-`stationary="mala"`); none has been rerun since.  The sharding section
+with it, gives the same TV (0.037).  The ensemble_cost section is one run of the
+current kernel (ensemble mode against the default on the posteriordb
+regressions).  The ensemble_iteration and warmup_split sections were measured
+before adaptation was pooled per mode and have not been rerun since.  The sharding section
 measured the kernel before its start was compiled as one program (which
 changes the start's rounding and its time, nothing else) on host devices that
 share two cores.  The six
