@@ -137,7 +137,7 @@ def report(result: dict, figure_dir: Path) -> str:
     out += _ensemble_section(by, tnames)
     out += _step_size_section(main)
     out += _pt_section(main)
-    out += _targets_section(by, tnames, tinfo, equi, label)
+    out += _targets_section(by, tnames, equi, label)
     abl = [r for r in runs if r["group"] == "ablation"]
     if abl:
         fig = _figure_ablation(abl, by, figure_dir, s)
@@ -396,7 +396,7 @@ def _pt_section(main: list[dict]) -> list[str]:
     return out + [""]
 
 
-def _targets_section(by: dict, tnames: list[str], tinfo: dict, equi: list[dict],
+def _targets_section(by: dict, tnames: list[str], equi: list[dict],
                      label: list[dict]) -> list[str]:
     """The issues' targets, measured; misses say by how much."""
     out = ["### Issue targets, measured", "",
