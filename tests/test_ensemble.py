@@ -102,6 +102,8 @@ def mixture_2d_potential(x):
     return -logsumexp(jnp.log(W2) - 0.5 * jnp.sum((x - MEANS2) ** 2, -1))
 
 
+# the default run checks unequal weights on the two-shape mixture and the moved copy below
+@pytest.mark.integration
 def test_two_dimensional_unequal_mixture_weights_are_exact():
     mcmc = run_ensemble(potential_fn=mixture_2d_potential, num_chains=64)
     mcmc.run(jax.random.PRNGKey(1), init_params=jnp.zeros((64, 2)), extra_fields=ENSEMBLE_FIELDS)

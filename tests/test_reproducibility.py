@@ -127,7 +127,13 @@ CONFIGS = [
     pytest.param(
         (DilationLangevin, "sequential"), id="DilationLangevin-sequential", marks=pytest.mark.slow
     ),
-    pytest.param((DilationLangevin, "vectorized"), id="DilationLangevin-vectorized"),
+    # Five compiled runs (about 30 s): the integration tier, beside the fresh-interpreter
+    # test that shares them.
+    pytest.param(
+        (DilationLangevin, "vectorized"),
+        id="DilationLangevin-vectorized",
+        marks=pytest.mark.integration,
+    ),
     # the reference: NumPyro's own semantics
     pytest.param((NUTS, "vectorized"), id="NUTS-vectorized", marks=pytest.mark.slow),
 ]
