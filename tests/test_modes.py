@@ -28,7 +28,9 @@ def gaussian_mixture(means, sds, weights):
 
 def fit(y, potential, num_slots=16):
     y = jnp.asarray(y, jnp.float32)
-    mode_map, clusters = modes.fit_map(
+    # one compiled program (op-by-op, the descent and k-means loops dispatch slowly)
+    fit_map = jax.jit(modes.fit_map, static_argnums=(3, 4))
+    mode_map, clusters = fit_map(
         jax.random.PRNGKey(0), y, jnp.ones(y.shape[1]), jax.value_and_grad(potential), num_slots
     )
     return np.asarray(mode_map.mode_of)[np.asarray(clusters)]

@@ -27,6 +27,9 @@ def mcmc_run(kernel, init, num_warmup=400, num_samples=1000, num_chains=4, extra
     return mcmc
 
 
+# the integration tier: test_faults checks a NaN region (with +inf and -inf ones, and
+# the truncated moments) in the default run; this one adds a large first step
+@pytest.mark.integration
 def test_nan_region_is_never_entered():
     # log of a negative number: NaN for x[0] > 1; the posterior is a Gaussian cut there
     def U(x):

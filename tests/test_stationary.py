@@ -95,6 +95,9 @@ def test_hmc_is_exact_on_a_correlated_gaussian(chain_method):
     assert 0.5 < fields["accept_prob"].mean() < 0.99
 
 
+# the integration tier: MALA's invariance is checked in the default run on its own
+# (test_langevin), and the option is not the default
+@pytest.mark.integration
 def test_mala_option_is_exact_on_a_correlated_gaussian():
     mcmc = run(DilationLangevin(potential_fn=gaussian_potential, stationary="mala"))
     draws = np.asarray(mcmc.get_samples(group_by_chain=True))
