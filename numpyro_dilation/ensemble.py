@@ -148,8 +148,8 @@ def relabel(rng_key: jax.Array, state: DilationState) -> DilationState:
     settings.
     """
     modes = state.modes
-    log_probs = mode_lib.mode_log_probs(pooling.cluster_gaussians(modes), state.y)
-    label = random.categorical(rng_key, log_probs).astype(modes.label.dtype)
+    gaussians = pooling.cluster_gaussians(modes)
+    label = mode_lib.draw_mode_labels(rng_key, gaussians, state.y).astype(modes.label.dtype)
     modes = modes._replace(label=label)
     adapt = jax.lax.cond(
         jnp.any(label != state.modes.label),

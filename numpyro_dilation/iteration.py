@@ -27,7 +27,7 @@ from jax.typing import ArrayLike
 from numpyro_dilation import pooling, trajectory
 from numpyro_dilation.adaptation import WindowAdapter
 from numpyro_dilation.metric import variances
-from numpyro_dilation.modes import ClusterGaussians, chain_search, mode_log_probs
+from numpyro_dilation.modes import ClusterGaussians, chain_search, mode_log_prob
 from numpyro_dilation.modes import fit_cost as modes_fit_cost
 from numpyro_dilation.moves import (
     chees_gradient_of,
@@ -202,7 +202,7 @@ def label_log_weight(
 
     A move that carries it leaves the posterior times the label's probability invariant.
     """
-    return jnp.where(on, mode_log_probs(gaussians, y[None])[0, label], 0.0)
+    return jnp.where(on, mode_log_prob(gaussians, y, label), 0.0)
 
 
 def pooled_chain_transition(

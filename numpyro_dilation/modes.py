@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import random
 from jax.scipy.special import logsumexp
+from jax.typing import ArrayLike
 
 from numpyro_dilation.metric import Metric
 from numpyro_dilation.metric import variances as _variances
@@ -728,15 +729,54 @@ def mode_log_probs(gaussians: ClusterGaussians, y: jax.Array) -> jax.Array:
     per chain where the full covariances would cost ``O(C d^2)``.
     """
     num_slots = gaussians.mode_of.shape[0]
-    diff = y[:, None, :] - gaussians.mean[None]  # (m, C, d)
-    log_component = gaussians.log_weight - 0.5 * jnp.sum(
-        diff**2 / gaussians.variance + jnp.log(gaussians.variance), axis=-1
-    )
-    log_component = jnp.where(jnp.isfinite(log_component), log_component, -jnp.inf)
+    log_component = cluster_log_probs(gaussians, y)
     in_mode = gaussians.mode_of[None, :] == jnp.arange(num_slots)[:, None]  # (mode, cluster)
     per_mode = logsumexp(jnp.where(in_mode[None], log_component[:, None, :], -jnp.inf), axis=-1)
     total = logsumexp(log_component, axis=-1, keepdims=True)
     return jnp.where(jnp.isfinite(per_mode), per_mode - total, -jnp.inf)
+
+
+def cluster_log_probs(gaussians: ClusterGaussians, y: jax.Array) -> jax.Array:
+    """Unnormalised log probability of each cluster of :func:`mode_log_probs`'s mixture
+    at ``y``, shape ``(m, d) -> (m, C)`` (``-inf`` for slots that are no cluster).
+
+    A mode's probability is the normalised sum over its clusters, so a cluster
+    drawn from these and mapped to its mode is a draw of the mode label.
+    """
+    diff = y[:, None, :] - gaussians.mean[None]  # (m, C, d)
+    log_component = gaussians.log_weight - 0.5 * jnp.sum(
+        diff**2 / gaussians.variance + jnp.log(gaussians.variance), axis=-1
+    )
+    return jnp.where(jnp.isfinite(log_component), log_component, -jnp.inf)
+
+
+def mode_log_prob(gaussians: ClusterGaussians, y: jax.Array, label: ArrayLike) -> jax.Array:
+    """``log r(label | y)`` of :func:`mode_log_probs` for one position ``y`` (shape ``(d,)``)
+    and one mode: ``O(C d)``, where all modes at once cost ``O(C^2)`` more."""
+    log_component = cluster_log_probs(gaussians, y[None])[0]
+    # one pass of exponentials for the mode's sum and the total
+    top = jnp.max(log_component)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    share = jnp.exp(log_component - top)
+    in_mode = jnp.sum(jnp.where(gaussians.mode_of == label, share, 0.0))
+    return jnp.where(in_mode > 0, jnp.log(in_mode) - jnp.log(jnp.sum(share)), -jnp.inf)
+
+
+def draw_mode_labels(rng_key: jax.Array, gaussians: ClusterGaussians, y: jax.Array) -> jax.Array:
+    """A mode label for each position ``y`` (shape ``(m, d)``), drawn from :func:`mode_log_probs`.
+
+    A cluster is drawn from the mixture at ``y`` by inverting its distribution
+    function with one uniform per chain (``O(C d)`` per chain; the modes'
+    probabilities themselves cost ``O(C^2)`` more), and its mode is the label.
+    """
+    log_component = cluster_log_probs(gaussians, y)
+    top = jnp.max(log_component, axis=-1, keepdims=True)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    cdf = jnp.cumsum(jnp.exp(log_component - top), axis=-1)
+    u = random.uniform(rng_key, (y.shape[0], 1), y.dtype) * cdf[:, -1:]
+    # the first cluster whose cumulative mass exceeds u: never one of zero mass
+    cluster = jnp.minimum(jnp.sum(cdf <= u, axis=-1), log_component.shape[-1] - 1)
+    return gaussians.mode_of[cluster]
 
 
 def independence_proposal(rng_key: jax.Array, y: jax.Array, gaussians: ClusterGaussians):
@@ -857,10 +897,12 @@ __all__ = [
     "chain_search",
     "chain_search_cost",
     "cluster_gaussians",
+    "cluster_log_probs",
     "coincides_with_earlier",
     "component_log_density",
     "components",
     "descend",
+    "draw_mode_labels",
     "draw_scouts",
     "fit_cost",
     "fit_map",
@@ -870,6 +912,7 @@ __all__ = [
     "independence_proposal",
     "kmeans",
     "laplace_log_mass",
+    "mode_log_prob",
     "mode_log_probs",
     "mode_moves",
     "nearest_center",

@@ -227,6 +227,30 @@ def test_mode_log_probs_are_a_distribution_over_the_modes():
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     assert np.all(probs[:, 1] == 0)  # slot 1 is no mode
     assert probs[0, 0] > 0.99 and probs[-1, 2] > 0.99
+    # one mode at a time, as a chain's local move asks: the same numbers
+    for k in (0, 1, 2):
+        one = np.exp(jax.vmap(lambda yy, k=k: modes.mode_log_prob(gaussians, yy, k))(y))
+        np.testing.assert_allclose(one, probs[:, k], rtol=1e-5, atol=1e-7)
+
+
+def test_drawn_mode_labels_follow_the_mode_probabilities():
+    # slot 3 is an empty cluster (no mass), the only one of mode 1
+    gaussians = gaussians_of(
+        [[0.0], [3.0], [9.0], [4.0]],
+        [[[1.0]], [[1.0]], [[4.0]], [[1.0]]],
+        [0.2, 0.3, 0.5, 0.0],
+        mode_of=[0, 0, 2, 1],
+    )
+    n = 20_000
+    # three positions: in mode 0, between the modes and in mode 2
+    y = jnp.repeat(jnp.array([[1.0], [5.5], [8.0]]), n, axis=0)
+    labels = np.asarray(jax.jit(modes.draw_mode_labels)(jax.random.PRNGKey(0), gaussians, y))
+    probs = np.exp(np.asarray(modes.mode_log_probs(gaussians, y[::n])))
+    assert set(np.unique(labels)) <= {0, 2}  # never the slot that is no mode
+    for j in range(3):
+        freq = np.bincount(labels[j * n : (j + 1) * n], minlength=4) / n
+        tol = 4.5 * np.sqrt(probs[j] * (1 - probs[j]) / n) + 1e-6
+        assert np.all(np.abs(freq - probs[j]) <= tol), (j, freq, probs[j])
 
 
 # ------------------------------------------------------------------ a lone chain, a far start
