@@ -63,12 +63,13 @@ for basins (see the changelog); that fix leaves the pinned ensemble draws
 bitwise unchanged, and the 40-mode mixture moved by 100 mode widths, rerun
 with it, gives the same TV (0.037).  The ensemble_cost section is one run of the
 current kernel (ensemble mode against the default on the posteriordb
-regressions).  The ensemble_iteration and warmup_split sections were measured
-before adaptation was pooled per mode and have not been rerun since.  The sharding section
-measured the kernel before its start was compiled as one program (which
-changes the start's rounding and its time, nothing else) on host devices that
-share two cores.  The six
-near-Gaussian posteriordb regressions flatter every sampler with a dense
+regressions), and so are the ensemble_iteration and warmup_split sections.
+The multimodal and ensemble_cost sections ran before ensemble mode drew its
+chains' mode labels by cluster (the same law, other draws for a seed, a
+cheaper iteration; see the changelog); ensemble_iteration ran after.
+The sharding section measured the kernel before its start was compiled as one
+program (which changes the start's rounding and its time, nothing else) on
+host devices that share two cores.  The six near-Gaussian posteriordb regressions flatter every sampler with a dense
 metric, and on them compilation outweighs sampling; the hard_geometry section
 is the one to read for hard posteriors, and it says where NUTS or BlackJAX's
 ChEES-HMC wins.  The chees_starts section reruns ChEES-HMC on the regressions
