@@ -161,7 +161,7 @@ def relabel(rng_key: jax.Array, state: DilationState) -> DilationState:
 
 
 #: Scouts per chain in each search for basins no chain found (:func:`discover`).
-SCOUTS_PER_CHAIN = 2
+SCOUTS_PER_CHAIN = 4
 #: Chains moved into each basin the search finds.
 CHAINS_PER_BASIN = 2
 
