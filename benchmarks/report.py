@@ -64,9 +64,12 @@ bitwise unchanged, and the 40-mode mixture moved by 100 mode widths, rerun
 with it, gives the same TV (0.037).  The ensemble_cost section is one run of the
 current kernel (ensemble mode against the default on the posteriordb
 regressions), and so are the ensemble_iteration and warmup_split sections.
-The multimodal and ensemble_cost sections ran before ensemble mode drew its
-chains' mode labels by cluster (the same law, other draws for a seed, a
-cheaper iteration; see the changelog); ensemble_iteration ran after.
+The multimodal section ran before ensemble mode drew its chains' mode labels
+by cluster (the same law, other draws for a seed, a cheaper iteration) and
+before it sent out four scouts per chain instead of two (see the changelog).
+ensemble_iteration ran after the first change and before the second, which
+acts in warmup only, outside its timed sampling iterations; ensemble_cost ran
+after both.
 The sharding section measured the kernel before its start was compiled as one
 program (which changes the start's rounding and its time, nothing else) on
 host devices that share two cores.  The six near-Gaussian posteriordb regressions flatter every sampler with a dense
