@@ -753,11 +753,8 @@ def cluster_log_probs(gaussians: ClusterGaussians, y: jax.Array) -> jax.Array:
 def mode_log_prob(gaussians: ClusterGaussians, y: jax.Array, label: ArrayLike) -> jax.Array:
     """``log r(label | y)`` of :func:`mode_log_probs` for one position ``y`` (shape ``(d,)``)
     and one mode: ``O(C d)``, where all modes at once cost ``O(C^2)`` more."""
-    log_component = cluster_log_probs(gaussians, y[None])[0]
     # one pass of exponentials for the mode's sum and the total
-    top = jnp.max(log_component)
-    top = jnp.where(jnp.isfinite(top), top, 0.0)
-    share = jnp.exp(log_component - top)
+    share = _shares(cluster_log_probs(gaussians, y[None])[0])
     in_mode = jnp.sum(jnp.where(gaussians.mode_of == label, share, 0.0))
     return jnp.where(in_mode > 0, jnp.log(in_mode) - jnp.log(jnp.sum(share)), -jnp.inf)
 
@@ -769,14 +766,17 @@ def draw_mode_labels(rng_key: jax.Array, gaussians: ClusterGaussians, y: jax.Arr
     function with one uniform per chain (``O(C d)`` per chain; the modes'
     probabilities themselves cost ``O(C^2)`` more), and its mode is the label.
     """
-    log_component = cluster_log_probs(gaussians, y)
-    top = jnp.max(log_component, axis=-1, keepdims=True)
-    top = jnp.where(jnp.isfinite(top), top, 0.0)
-    cdf = jnp.cumsum(jnp.exp(log_component - top), axis=-1)
+    cdf = jnp.cumsum(_shares(cluster_log_probs(gaussians, y)), axis=-1)
     u = random.uniform(rng_key, (y.shape[0], 1), y.dtype) * cdf[:, -1:]
     # the first cluster whose cumulative mass exceeds u: never one of zero mass
-    cluster = jnp.minimum(jnp.sum(cdf <= u, axis=-1), log_component.shape[-1] - 1)
+    cluster = jnp.minimum(jnp.sum(cdf <= u, axis=-1), cdf.shape[-1] - 1)
     return gaussians.mode_of[cluster]
+
+
+def _shares(log_component: jax.Array) -> jax.Array:
+    # exp(log p) relative to the largest along the last axis (all zero where none is finite)
+    top = jnp.max(log_component, axis=-1, keepdims=True)
+    return jnp.exp(log_component - jnp.where(jnp.isfinite(top), top, 0.0))
 
 
 def independence_proposal(rng_key: jax.Array, y: jax.Array, gaussians: ClusterGaussians):
