@@ -254,13 +254,14 @@ def search(
 
     def round_(carry):
         state, cost, _, rounds = carry
-        state, round_cost, moved = discover(
-            random.fold_in(rng_key, rounds), state, potential_and_grad
-        )
+        # the first round with the search's own key; one discover in the program
+        key = jnp.where(rounds == 0, rng_key, random.fold_in(rng_key, rounds))
+        state, round_cost, moved = discover(key, state, potential_and_grad)
         return state, cost + round_cost, moved, rounds + 1
 
-    state, cost, moved = discover(rng_key, state, potential_and_grad)
-    state, cost, _, _ = jax.lax.while_loop(more, round_, (state, cost, moved, 1))
+    zero = jnp.zeros((), state.num_grad_evals.dtype)
+    carry = (state, zero, jnp.array(True), jnp.zeros((), jnp.result_type(int)))
+    state, cost, _, _ = jax.lax.while_loop(more, round_, carry)
     return state, cost
 
 
