@@ -123,7 +123,7 @@ from benchmarks.mode_metrics import (
     reference,
     score,
 )
-from benchmarks.multimodal_report import report
+from benchmarks.multimodal_report import followup_report, report
 from benchmarks.multimodal_settings import (
     ABLATION,
     ABLATION_ADAPT,
@@ -144,7 +144,7 @@ from benchmarks.multimodal_settings import (
     SMC_PARTICLES,
 )
 
-__all__ = ["main", "report", "run"]
+__all__ = ["followup_report", "main", "report", "run"]
 
 #: Where an unfinished full run keeps its results so far (not committed).
 PARTIAL = Path(__file__).resolve().parent / "results" / "multimodal.partial.json"

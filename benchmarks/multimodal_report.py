@@ -26,6 +26,7 @@ __all__ = [
     "MAIN_ORDER",
     "OUTSIDE_TOL",
     "TV_TARGET",
+    "followup_report",
     "report",
 ]
 
@@ -637,3 +638,34 @@ def _figure_fractions(main: list[dict], tnames: list[str], figure_dir: Path) -> 
     plt.close(fig)
     return name
 
+
+
+def _commit(result: dict) -> str:
+    return ((result.get("git") or {}).get("commit") or "?")[:7]
+
+
+def followup_report(full: dict, followup: dict) -> str:
+    """A later subset run beside the full run's rows for the same targets and samplers.
+
+    ``followup`` is a subset run of :mod:`benchmarks.multimodal` at a later
+    commit (same settings and random keys); each of its runs is shown with
+    the full run's figures for the same target and sampler, so that a change
+    made after the full run is measured where it acts, without passing the
+    subset off as the suite.
+    """
+    old = {(r["target"], r["sampler"]): r for r in full["runs"]}
+    s = followup["settings"]
+    out = ["### Follow-up: a later commit on some targets", "",
+           (f"A subset of the suite rerun at commit {_commit(followup)} (the full run above"
+            f" is {_commit(full)}), with the suite's settings ({s['num_chains']} chains,"
+            f" {s['num_warmup']} + {s['num_samples']}) and random keys; what changed in"
+            " between is in the changelog.  Each cell gives the full run's figure, then"
+            " the subset's."), "",
+           "| target | sampler | TV | modes found | grads/chain |", "|---|---|---|---|---|"]
+    for r in followup["runs"]:
+        o = old.get((r["target"], r["sampler"]), {})
+        cells = [f"{_fmt(o.get(key), spec)} → {_fmt(r.get(key), spec)}"
+                 for key, spec in (("tv", ".3f"), ("modes_found", ".2f"),
+                                   ("grads_per_chain", ".0f"))]
+        out.append(f"| `{r['target']}` | {_label(r['sampler'])} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"

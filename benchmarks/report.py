@@ -118,6 +118,12 @@ def build(results_dir: Path, docs_dir: Path) -> str:
         module = importlib.import_module(f"benchmarks.{name}")
         section = module.report(result, figure_dir)
         sections.append(section.rstrip() + "\n\n" + machine_line(result) + "\n")
+        followup = results_dir / f"{name}_followup.json"
+        if followup.exists() and hasattr(module, "followup_report"):
+            later = json.loads(followup.read_text())
+            sections.append(
+                module.followup_report(result, later).rstrip() + "\n\n" + machine_line(later) + "\n"
+            )
     text = "\n".join(sections)
     (docs_dir / "benchmarks.md").write_text(text)
     return text

@@ -371,3 +371,28 @@ def test_committed_benchmark_page_is_what_the_results_generate(tmp_path):
         "docs/benchmarks.md differs from what benchmarks/results/*.json generate: run"
         " `python -m benchmarks.report`"
     )
+
+
+def test_a_followup_subset_run_is_shown_beside_the_full_run(tmp_path):
+    """A ``SUITE_followup.json`` beside a suite's JSON adds a section that pairs each of
+    its runs with the full run's row (the full run's commit, then the later one's)."""
+    from benchmarks.report import build
+
+    settings = {"num_chains": 256, "num_warmup": 1000, "num_samples": 1000}
+    row = {"target": "gmm40_2d@shift100", "sampler": "dilation_ensemble", "group": "equivariance"}
+    full = json.loads((ROOT / "benchmarks" / "results" / "multimodal.json").read_text())
+    later = {
+        "git": {"commit": "f" * 40},
+        "settings": settings,
+        "runs": [{**row, "tv": 0.0123, "modes_found": 1.0, "grads_per_chain": 6000.0}],
+        "subset": True,
+    }
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "multimodal.json").write_text(json.dumps(full))
+    (results / "multimodal_followup.json").write_text(json.dumps(later))
+    page = build(results, tmp_path / "docs")
+    old = next(r for r in full["runs"] if (r["target"], r["sampler"]) == (row["target"], row["sampler"]))
+    assert "### Follow-up: a later commit on some targets" in page
+    assert f"at commit fffffff (the full run above is {full['git']['commit'][:7]})" in page
+    assert f"| `gmm40_2d@shift100` | DilationLangevin ensemble=True | {old['tv']:.3f} → 0.012 |" in page
