@@ -661,11 +661,16 @@ def followup_report(full: dict, followup: dict) -> str:
             f" {s['num_warmup']} + {s['num_samples']}) and random keys; what changed in"
             " between is in the changelog.  Each cell gives the full run's figure, then"
             " the subset's."), "",
-           "| target | sampler | TV | modes found | grads/chain |", "|---|---|---|---|---|"]
+           ("| target | sampler | TV (label switching: largest error of a labelling)"
+            " | modes found | grads/chain |"), "|---|---|---|---|---|"]
+
+    def error(r: dict) -> Any:
+        return r.get("tv", r.get("max_abs_error"))
+
     for r in followup["runs"]:
         o = old.get((r["target"], r["sampler"]), {})
-        cells = [f"{_fmt(o.get(key), spec)} → {_fmt(r.get(key), spec)}"
-                 for key, spec in (("tv", ".3f"), ("modes_found", ".2f"),
-                                   ("grads_per_chain", ".0f"))]
+        pairs = [(error(o), error(r), ".3f"), (o.get("modes_found"), r.get("modes_found"), ".2f"),
+                 (o.get("grads_per_chain"), r.get("grads_per_chain"), ".0f")]
+        cells = [f"{_fmt(a, spec)} → {_fmt(b, spec)}" for a, b, spec in pairs]
         out.append(f"| `{r['target']}` | {_label(r['sampler'])} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
