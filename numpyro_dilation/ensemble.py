@@ -164,14 +164,11 @@ def relabel(rng_key: jax.Array, state: DilationState) -> DilationState:
 SCOUTS_PER_CHAIN = 4
 #: Chains moved into each basin the search finds.
 CHAINS_PER_BASIN = 2
-#: Rounds of :func:`discover` in one search at most (a search stops at the first
-#: round that finds no new basin).
-MAX_SEARCH_ROUNDS = 4
 
 
 def discover(
     rng_key: jax.Array, state: DilationState, potential_and_grad: Callable
-) -> tuple[DilationState, jax.Array, jax.Array]:
+) -> tuple[DilationState, jax.Array]:
     """Search for basins no chain found, and move a few chains into each.
 
     Scouts are drawn around the chains (:func:`numpyro_dilation.modes.draw_scouts`)
@@ -181,8 +178,7 @@ def discover(
     quarter of the chains in all.  This is warmup: the mode moves that follow
     weigh the modes, whatever the number of chains put in each here.
 
-    Returns the state, the gradient evaluations the search cost, per chain,
-    and whether it moved any chain.
+    Returns the state and the gradient evaluations the search cost, per chain.
     """
     n = state.y.shape[0]
     num_slots = state.modes.step_size.shape[0]
@@ -231,38 +227,7 @@ def discover(
         mode_lib.fit_cost(n, num_slots)
         + num_scouts * (mode_lib.DESCENT_STEPS + 1 + mode_lib.BARRIER_POINTS)
     ) / n
-    return state, jnp.asarray(math.ceil(cost), state.num_grad_evals.dtype), jnp.any(move)
-
-
-def search(
-    rng_key: jax.Array, state: DilationState, potential_and_grad: Callable
-) -> tuple[DilationState, jax.Array]:
-    """Rounds of :func:`discover` until one finds nothing new, :data:`MAX_SEARCH_ROUNDS` at most.
-
-    Each round's scouts are drawn around the chains as the previous round left
-    them, so a posterior whose modes lie far from where the annealing spread
-    the chains is mapped outwards from the chains' side, a ring of basins per
-    round, within one search.  A posterior whose chains already hold every
-    basin stops after one round, at the cost of one.
-
-    Returns the state and the gradient evaluations of every round, per chain.
-    """
-
-    def more(carry):
-        _, _, moved, rounds = carry
-        return moved & (rounds < MAX_SEARCH_ROUNDS)
-
-    def round_(carry):
-        state, cost, _, rounds = carry
-        # the first round with the search's own key; one discover in the program
-        key = jnp.where(rounds == 0, rng_key, random.fold_in(rng_key, rounds))
-        state, round_cost, moved = discover(key, state, potential_and_grad)
-        return state, cost + round_cost, moved, rounds + 1
-
-    zero = jnp.zeros((), state.num_grad_evals.dtype)
-    carry = (state, zero, jnp.array(True), jnp.zeros((), jnp.result_type(int)))
-    state, cost, _, _ = jax.lax.while_loop(more, round_, carry)
-    return state, cost
+    return state, jnp.asarray(math.ceil(cost), state.num_grad_evals.dtype)
 
 
 def ensemble_step(
@@ -288,7 +253,7 @@ def ensemble_step(
         are tuned) after it.
     search_at : callable
         ``i -> bool``: whether iteration ``i`` searches for basins the chains
-        missed (:func:`search`): the annealing's last iteration and the ends
+        missed (:func:`discover`): the annealing's last iteration and the ends
         of the mass-matrix windows before the last one.
     """
     n = state.y.shape[0]
@@ -307,7 +272,7 @@ def ensemble_step(
     )
     state, search_cost = jax.lax.cond(
         search_at(i),
-        lambda s: search(key_discover, s, potential_and_grad),
+        lambda s: discover(key_discover, s, potential_and_grad),
         lambda s: (s, jnp.zeros((), s.num_grad_evals.dtype)),
         state,
     )
@@ -350,7 +315,6 @@ def ensemble_step(
 __all__ = [
     "CHAINS_PER_BASIN",
     "EMA_WEIGHT",
-    "MAX_SEARCH_ROUNDS",
     "MIN_MODE_MOVE_PROB",
     "MIN_MOVE_PROB",
     "MOVES",
@@ -362,6 +326,5 @@ __all__ = [
     "init_ensemble_state",
     "relabel",
     "run_mode_moves",
-    "search",
     "tune",
 ]

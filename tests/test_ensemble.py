@@ -218,46 +218,6 @@ def test_ensemble_argument_must_be_boolean():
         DilationLangevin(mixture_1d, ensemble="yes")
 
 
-# ------------------------------------------------------------------ the search for basins
-
-
-def test_a_search_maps_a_row_of_modes_outwards_round_by_round_and_stops_when_done():
-    """Eight unit modes 12 apart in a row, every chain in the first one.
-
-    One round of scouts reaches only the nearest basins; the search's further
-    rounds start from where the previous one put chains, and together reach the
-    end of the row.  A search with nothing left to find stops after one round
-    and moves no chain.
-    """
-    means = jnp.arange(8.0)[:, None] * jnp.array([12.0, 0.0])
-
-    def potential(x):
-        return -logsumexp(-0.5 * jnp.sum((x - means) ** 2, -1))
-
-    n = 32
-    kernel = DilationLangevin(potential_fn=potential, ensemble=True)
-    state = kernel.init(jax.random.split(jax.random.PRNGKey(0), n), 100, jnp.zeros((n, 2)), (), {})
-    y = jax.random.normal(jax.random.PRNGKey(1), (n, 2))
-    pe, grad = jax.vmap(jax.value_and_grad(potential))(y)
-    state = state._replace(y=y, z=y, potential_energy=pe, y_grad=grad)
-    pag = jax.value_and_grad(potential)
-
-    def occupied(s):
-        return set(np.round(np.asarray(s.y[:, 0]) / 12).astype(int).tolist())
-
-    key = jax.random.PRNGKey(2)
-    one, round_cost, moved = jax.jit(population.discover, static_argnums=2)(key, state, pag)
-    search = jax.jit(population.search, static_argnums=2)
-    found, cost = search(key, state, pag)
-    assert bool(moved) and len(occupied(one)) < 8
-    assert occupied(found) == set(range(8))
-    assert int(cost) % int(round_cost) == 0
-    assert 1 < int(cost) // int(round_cost) <= population.MAX_SEARCH_ROUNDS
-    again, cost_again = search(jax.random.PRNGKey(3), found, pag)
-    assert int(cost_again) == int(round_cost)
-    np.testing.assert_array_equal(np.asarray(again.y), np.asarray(found.y))
-
-
 # ------------------------------------------------------------------ equivariance
 
 
