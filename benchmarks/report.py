@@ -53,23 +53,14 @@ diagonal metric and with `dense_mass=True`.  The hard_geometry section, with
 the same pass and the same two NUTS, is one run at 4 chains of the current
 kernel, with the 2PL model's reference regenerated (4 x 5000 float64 NUTS
 draws, min bulk ESS 1377, where the former 4 x 1500 had 424); its 64-chain
-comparison has not been rerun in one run and is left out.  The multimodal section is one run of the whole suite (resumed
-once, with the same settings, after the process reached Linux's default limit
-on memory mappings, which the suite now avoids by freeing each run's compiled
-code): every base target with every sampler, the translated and rescaled
-copies of every base target, both label-switching models and the ablation.  It
-ran before ensemble mode's basin search stopped taking far, nearly flat slopes
-for basins (see the changelog); that fix leaves the pinned ensemble draws
-bitwise unchanged, and the 40-mode mixture moved by 100 mode widths, rerun
-with it, gives the same TV (0.037).  The ensemble_cost section is one run of the
-current kernel (ensemble mode against the default on the posteriordb
-regressions), and so are the ensemble_iteration and warmup_split sections.
-The multimodal section ran before ensemble mode drew its chains' mode labels
-by cluster (the same law, other draws for a seed, a cheaper iteration) and
-before it sent out four scouts per chain instead of two (see the changelog).
-ensemble_iteration ran after the first change and before the second, which
-acts in warmup only, outside its timed sampling iterations; ensemble_cost ran
-after both.
+comparison has not been rerun in one run and is left out.  The multimodal
+section is one run of the whole suite: every base target with every sampler,
+the translated and rescaled copies of every base target, both label-switching
+models and the ablation.  It measured the kernel after ensemble mode began
+drawing its chains' mode labels by cluster and sending out four scouts per
+chain (see the changelog), the ensemble as it is now.  ensemble_iteration ran
+after the label change and before the four scouts, which act in warmup only,
+outside its timed sampling iterations; ensemble_cost ran after both.
 The sharding section measured the kernel before its start was compiled as one
 program (which changes the start's rounding and its time, nothing else) on
 host devices that share two cores.  The six near-Gaussian posteriordb regressions flatter every sampler with a dense
