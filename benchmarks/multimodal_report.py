@@ -639,7 +639,6 @@ def _figure_fractions(main: list[dict], tnames: list[str], figure_dir: Path) -> 
     return name
 
 
-
 def _commit(result: dict) -> str:
     return ((result.get("git") or {}).get("commit") or "?")[:7]
 
