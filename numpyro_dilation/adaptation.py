@@ -483,11 +483,11 @@ def cubic_error(potential, grad, potential_new, grad_new, delta):
 #: curvature (:func:`initial_curvature`).
 CURVATURE_PROBE = 1e-3
 
-#: The most the probe raises the starting curvature by: as much as one secant
-#: raises it during the annealing (:func:`update_curvature`).  The start may curve
-#: far more than the posterior (a binomial started at p = 0.5 curves 300 times
-#: more than at its posterior, p = 0.00077) and the annealing lowers ``L`` by
-#: only 5% a step, so an unbounded probe left that chain still travelling when a
+#: The most a positive secant raises the starting curvature by: as much as one
+#: secant raises it during the annealing (:func:`update_curvature`).  The start may
+#: curve far more than the posterior (a binomial started at p = 0.5 curves 300
+#: times more than at its posterior, p = 0.00077) and the annealing lowers ``L``
+#: only gradually, so an unbounded probe left that chain still travelling when a
 #: 200-iteration warmup ended (posterior mean 7% off).
 CURVATURE_PROBE_MAX_RAISE = 10.0
 
@@ -514,9 +514,19 @@ def initial_curvature(potential_and_grad: Callable, y, grad, metric, curvature):
     the metric), gives the secant there.  Without it ``L`` starts at
     ``1 / step_size`` and climbs only 4x per divergent annealing step: from 1
     to the 2e4 of a 2000-observation posterior takes 8 steps, all rejected,
-    more than a 10-iteration warmup anneals for.  ``L`` is only ever raised
-    here, by at most ``CURVATURE_PROBE_MAX_RAISE``: where the potential is
-    flatter than at the start, lowering it is the annealing's job.
+    more than a 10-iteration warmup anneals for.
+
+    Where the secant is positive the probe raises ``L`` by at most
+    ``CURVATURE_PROBE_MAX_RAISE``.  Where it is negative the start stands on a
+    crest of the potential, between basins (a centre amid the modes of a
+    mixture, or of a posterior with label switching), and its size, taken in
+    full, sizes the first step: the start's ``1 / step_size`` is in no unit of
+    the posterior's, and on a Student-t mixture scaled by 0.01 a first step
+    sized for it threw chains thousands of scales out into the tails, which a
+    1000-iteration warmup did not bring back.  A crest that curves more than
+    the modes only makes the first steps shorter.  ``L`` is only ever raised
+    here: where the potential is flatter than at the start, lowering it is the
+    annealing's job.
     """
     p = metric.inverse_mass_matrix
     natural = p @ grad if jnp.ndim(p) == 2 else p * grad
@@ -527,7 +537,11 @@ def initial_curvature(potential_and_grad: Callable, y, grad, metric, curvature):
     grad_delta = grad_new - grad
     secant = jnp.dot(grad_delta, delta) / CURVATURE_PROBE**2
     ok = ok & _resolved(grad_delta, grad, grad_new) & jnp.isfinite(secant)
-    raised = jnp.clip(secant, curvature, CURVATURE_PROBE_MAX_RAISE * curvature)
+    raised = jnp.where(
+        secant >= 0,
+        jnp.clip(secant, curvature, CURVATURE_PROBE_MAX_RAISE * curvature),
+        jnp.maximum(-secant, curvature),
+    )
     return jnp.where(ok, raised, curvature)
 
 

@@ -134,6 +134,44 @@ def test_initial_curvature_reads_the_stiff_direction_raises_10x_and_never_lowers
     assert float(initial_curvature(pag, zero, pag(zero)[1], metric, jnp.array(2.0))) == 2.0
 
 
+def test_initial_curvature_on_a_crest_between_heavy_tailed_modes_follows_the_units():
+    # Two Student-t modes (df 3) at +-8 along x: near the origin between them the
+    # potential has a crest (negative curvature along the gradient).  Its curvature
+    # still sizes the first step, in the posterior's units: scaled by 0.01 the
+    # estimate is 1e4 times the unscaled one.  Taken as a positive secant would be
+    # (capped at 10x the start's 1 / step_size) it stayed at 1 and the first steps
+    # threw chains thousands of scales out.
+    d, df = 4, 3.0
+
+    def probe(factor, start):
+        mean = jnp.zeros(d).at[0].set(8.0) * factor
+
+        def potential(x):
+            def log_t(m, w):
+                r2 = jnp.sum(((x - m) / factor) ** 2)
+                return jnp.log(w) - 0.5 * (df + d) * jnp.log1p(r2 / df)
+
+            return -jnp.logaddexp(log_t(mean, 0.4), log_t(-mean, 0.6))
+
+        pag = jax.value_and_grad(potential)
+        y = jnp.zeros(d).at[1].set(0.5 * factor)
+        _, grad = pag(y)
+        direction = grad / jnp.linalg.norm(grad)
+        h = 1e-3 * factor
+        signed = float(jnp.dot(pag(y - h * direction)[1] - grad, -direction) / h)
+        got = float(initial_curvature(pag, y, grad, make_metric(jnp.ones(d)), jnp.array(start)))
+        return signed, got
+
+    signed, unscaled = probe(1.0, 1e-8)
+    assert signed < 0
+    np.testing.assert_allclose(unscaled, abs(signed), rtol=0.05)
+    _, scaled = probe(1e-2, 1e-8)
+    np.testing.assert_allclose(scaled, 1e4 * unscaled, rtol=0.05)
+    # from the default start (1 / step_size = 1) the scaled crest still gets its own curvature
+    _, from_default = probe(1e-2, 1.0)
+    np.testing.assert_allclose(from_default, scaled, rtol=1e-6)
+
+
 def random_gaussian(d, key, condition=1e4):
     q, _ = jnp.linalg.qr(jax.random.normal(key, (d, d)))
     eig = jnp.logspace(0, jnp.log10(condition), d)

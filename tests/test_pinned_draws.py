@@ -3,7 +3,9 @@
 ``tests/data/pinned_draws.npz`` holds the draws and extra fields of three small
 runs (vectorised chains with the defaults; a diagonal metric with the linear
 schedule and ``center="init"``; ensemble mode), last recorded when adaptation
-began to pool by mode and ensemble mode moved onto the mode map.
+began to pool by mode and ensemble mode moved onto the mode map; the ensemble
+run (started on a crest between its modes) again when the starting curvature
+began to count crests.
 A refactoring must reproduce them to the bit; a change that is meant to alter
 the draws regenerates the file with :func:`record` and says so in the changelog.
 
