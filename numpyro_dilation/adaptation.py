@@ -520,13 +520,12 @@ def initial_curvature(potential_and_grad: Callable, y, grad, metric, curvature):
     ``CURVATURE_PROBE_MAX_RAISE``.  Where it is negative the start stands on a
     crest of the potential, between basins (a centre amid the modes of a
     mixture, or of a posterior with label switching), and its size, taken in
-    full, sizes the first step: the start's ``1 / step_size`` is in no unit of
-    the posterior's, and on a Student-t mixture scaled by 0.01 a first step
-    sized for it threw chains thousands of scales out into the tails, which a
-    1000-iteration warmup did not bring back.  A crest that curves more than
-    the modes only makes the first steps shorter.  ``L`` is only ever raised
-    here: where the potential is flatter than at the start, lowering it is the
-    annealing's job.
+    full, sizes the first step: ``1 / step_size`` is in no unit of the
+    posterior's, and on a posterior of small scale a first step sized for it
+    throws chains far into heavy tails, where the warmup may leave them.  A
+    crest that curves more than the modes only makes the first steps shorter.
+    ``L`` is only ever raised here: where the potential is flatter than at the
+    start, lowering it is the annealing's job.
     """
     p = metric.inverse_mass_matrix
     natural = p @ grad if jnp.ndim(p) == 2 else p * grad
