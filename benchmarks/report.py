@@ -53,12 +53,11 @@ diagonal metric and with `dense_mass=True`.  Every section but hard_geometry
 and the multimodal follow-up ran before the starting curvature began to read
 crests (see the changelog); that changes a run only where its centre is a crest
 of the potential, which among the posteriordb and hard_geometry posteriors is
-the HMM (`hmm_example`) alone; the hard_geometry run has it at 4 chains after
-the change.  The hard_geometry
-section, with the same pass and the same two NUTS, is one run at 4 chains of
-the current kernel, with the 2PL model's reference regenerated (4 x 5000
-float64 NUTS draws, min bulk ESS 1377, where the former 4 x 1500 had 424); its
-64-chain comparison has not been rerun in one run and is left out.  The multimodal
+the HMM (`hmm_example`) alone.  The hard_geometry section, with the same pass
+and the same two NUTS, is one run at 4 chains of the current kernel (the HMM
+included), with the 2PL model's reference regenerated (4 x 5000 float64 NUTS
+draws, min bulk ESS 1377, where the former 4 x 1500 had 424); its 64-chain
+comparison has not been rerun in one run and is left out.  The multimodal
 section is one run of the whole suite: every base target with every sampler,
 the translated and rescaled copies of every base target, both label-switching
 models and the ablation.  It measured the kernel after ensemble mode began
