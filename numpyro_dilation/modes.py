@@ -213,6 +213,45 @@ def components(linked: jax.Array) -> jax.Array:
     return label
 
 
+#: A cluster whose bottom stands more than this many nats above its lowest linked
+#: neighbour's is on that neighbour's slope (or out in a tail), not at a mode of its own.
+BRIDGE_RISE = 1.0
+
+
+def join_modes(linked: jax.Array, bottom_potential: jax.Array, active: jax.Array) -> jax.Array:
+    """Each cluster's mode (its smallest index), from the links between clusters.
+
+    Clusters linked by no barrier are one mode, transitively, except that a
+    cluster whose bottom stands more than :data:`BRIDGE_RISE` nats above its lowest
+    linked neighbour's does not carry the link onwards: it joins that neighbour's
+    mode and joins nothing else.  Chains left out in a heavy tail end their descent
+    on slopes that no barrier separates from either of two modes; if they bridged,
+    the two modes would be one and no mode move would run between them.
+
+    Parameters
+    ----------
+    linked : array, shape (C, C)
+        Symmetric: no barrier separates the two clusters (or their bottoms coincide).
+    bottom_potential : array, shape (C,)
+        The potential at each cluster's bottom.
+    active : array, shape (C,)
+        Clusters in use; the others are their own (empty) modes.
+    """
+    num = linked.shape[0]
+    index = jnp.arange(num)
+    level = jnp.where(active, bottom_potential, jnp.inf)
+    neighbour_level = jnp.where(linked & ~jnp.eye(num, dtype=bool), level[None, :], jnp.inf)
+    lowest = jnp.argmin(neighbour_level, axis=1)
+    high = active & (level > jnp.min(neighbour_level, axis=1) + BRIDGE_RISE)
+    core = components(linked & ~high[:, None] & ~high[None, :])
+    # a high cluster follows its lowest neighbour downhill (each step more than
+    # BRIDGE_RISE lower, so there are no cycles) to one that is not high
+    down = jnp.where(high, lowest, index)
+    for _ in range(max(num, 1).bit_length()):
+        down = down[down]
+    return core[down]
+
+
 #: Gradient steps that take each cluster's anchor down to the bottom of its basin.
 DESCENT_STEPS = 30
 #: A descent has settled at a basin's bottom when its last :data:`SETTLE_STEPS`
@@ -301,7 +340,8 @@ def fit_map(
     their bottoms coincide (within :data:`SAME_BOTTOM`) or when no barrier of
     ``min_barrier`` nats (:func:`barriers`) separates the lowest bottoms of two
     neighbouring clusters (each is tested against its :data:`NEIGHBOURS`
-    nearest).
+    nearest); a cluster on a slope joins only its lowest linked neighbour
+    (:func:`join_modes`).
 
     Parameters
     ----------
@@ -362,7 +402,7 @@ def fit_map(
         no_barrier = no_barrier.at[rows, neighbours].set(depth < min_barrier)
         linked = linked | no_barrier | no_barrier.T
     linked = linked & active[:, None] & active[None, :]
-    mode_of = components(linked).astype(jnp.result_type(int))
+    mode_of = join_modes(linked, bottom_potential, active).astype(jnp.result_type(int))
     mode_map = ModeMap(
         centers=centers * scale,
         mode_of=mode_of,

@@ -82,6 +82,56 @@ def _normal_scale_potential(v):
     return n * u + 0.5 * n * (var + (mean - b) ** 2) * jnp.exp(-2 * u)
 
 
+def test_a_cluster_on_a_slope_joins_its_lowest_neighbour_and_bridges_nothing():
+    # clusters 0-2 are modes (barriers between them), 3-5 lie out on slopes:
+    # 3 has no barrier to modes 0 and 1, 4 none to 3 and mode 2, 5 none to 4
+    level = jnp.array([0.0, 0.5, 0.2, 10.0, 20.0, 30.0, jnp.inf])
+    links = [(0, 3), (1, 3), (3, 4), (2, 4), (4, 5)]
+    linked = np.eye(7, dtype=bool)
+    for i, j in links:
+        linked[i, j] = linked[j, i] = True
+    active = jnp.array([True] * 6 + [False])
+    assert np.asarray(modes.components(jnp.asarray(linked)))[:6].tolist() == [0] * 6
+    mode_of = np.asarray(modes.join_modes(jnp.asarray(linked), level, active))
+    # 3 and 4 join their lowest neighbours (0 and 2), 5 follows 4 on down to 2
+    assert mode_of.tolist() == [0, 1, 2, 0, 2, 2, 6]
+    # clusters whose bottoms differ by less than BRIDGE_RISE bridge as before
+    flat = jnp.array([0.0, 0.5, 0.2, 0.9, 1.0, 1.5, jnp.inf])
+    assert np.asarray(modes.join_modes(jnp.asarray(linked), flat, active))[:6].tolist() == [0] * 6
+    # and a slope of clusters stepping down to one mode is that mode
+    chain = np.eye(7, dtype=bool)
+    for i in range(5):
+        chain[i, i + 1] = chain[i + 1, i] = True
+    slope = jnp.array([0.0, 2.0, 4.0, 6.0, 8.0, 10.0, jnp.inf])
+    assert np.asarray(modes.join_modes(jnp.asarray(chain), slope, active))[:6].tolist() == [0] * 6
+
+
+def test_chains_far_out_in_heavy_tails_do_not_join_the_modes_into_one():
+    """Regression: on a Student-t mixture (df = 3) moved 100 mode widths from the
+    start, chains still out in the tails at the end of warmup ended their descent on
+    slopes with no barrier to either of two modes, and the map joined all three modes
+    through them (no mode moves ran; mode-weight TV 0.03 instead of 0.005)."""
+    d, df = 10, 3.0
+    means = np.zeros((3, d))
+    means[0, 0], means[1, :2], means[2, 0] = 13.0, [1.0, 12.0], -11.0
+    log_weights = jnp.log(jnp.array([0.2, 0.3, 0.5]))
+    mu = jnp.asarray(means, jnp.float32)
+
+    def potential(x):
+        sq = jnp.sum((x - mu) ** 2, -1)
+        return -logsumexp(log_weights - 0.5 * (df + d) * jnp.log1p(sq / df))
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, 48)
+    in_modes = means[truth] + 0.5 * rng.normal(size=(48, d))
+    direction = rng.normal(size=(16, d))
+    in_tails = 1000.0 * direction / np.linalg.norm(direction, axis=1, keepdims=True)
+    labels = fit(np.concatenate([in_modes, in_tails]), potential)
+    mode_of_chain = labels[:48]
+    assert [num_modes(mode_of_chain[truth == k]) for k in range(3)] == [1, 1, 1]
+    assert num_modes(mode_of_chain) == 3
+
+
 def test_a_far_flat_slope_of_a_nonconvex_potential_is_no_basin_worth_chains():
     """Regression: a scout's descent from a small scale parameter jumped over the mode
     onto a far, nearly flat slope of a regression's potential; the straight segment
