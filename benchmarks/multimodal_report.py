@@ -647,29 +647,36 @@ def followup_report(full: dict, followup: dict) -> str:
     """A later subset run beside the full run's rows for the same targets and samplers.
 
     ``followup`` is a subset run of :mod:`benchmarks.multimodal` at a later
-    commit (same settings and random keys); each of its runs is shown with
-    the full run's figures for the same target and sampler, so that a change
+    commit (same settings and random keys); each of its runs whose figures
+    differ from the full run's for the same target and sampler is shown beside
+    them, and the runs that gave the same figures are counted, so that a change
     made after the full run is measured where it acts, without passing the
     subset off as the suite.
     """
     old = {(r["target"], r["sampler"]): r for r in full["runs"]}
     s = followup["settings"]
-    out = ["### Follow-up: a later commit on some targets", "",
-           (f"A subset of the suite rerun at commit {_commit(followup)} (the full run above"
-            f" is {_commit(full)}), with the suite's settings ({s['num_chains']} chains,"
-            f" {s['num_warmup']} + {s['num_samples']}) and random keys; what changed in"
-            " between is in the changelog.  Each cell gives the full run's figure, then"
-            " the subset's."), "",
-           ("| target | sampler | TV (label switching: largest error of a labelling)"
-            " | modes found | grads/chain |"), "|---|---|---|---|---|"]
 
     def error(r: dict) -> Any:
         return r.get("tv", r.get("max_abs_error"))
 
-    for r in followup["runs"]:
+    def figures(r: dict) -> tuple:
+        return error(r), r.get("modes_found"), r.get("grads_per_chain")
+
+    runs = [r for r in followup["runs"] if r["sampler"] != "exact"]
+    changed = [r for r in runs if figures(r) != figures(old.get((r["target"], r["sampler"]), {}))]
+    same = len(runs) - len(changed)
+    out = ["### Follow-up: a later commit on some targets", "",
+           (f"A subset of the suite rerun at commit {_commit(followup)} (the full run above"
+            f" is {_commit(full)}), with the suite's settings ({s['num_chains']} chains,"
+            f" {s['num_warmup']} + {s['num_samples']}) and random keys; what changed in"
+            f" between is in the changelog.  Of its {len(runs)} runs, {same}"
+            " gave the full run's figures exactly; the table lists the others, each cell"
+            " the full run's figure, then the subset's."), "",
+           ("| target | sampler | TV (label switching: largest error of a labelling)"
+            " | modes found | grads/chain |"), "|---|---|---|---|---|"]
+    for r in changed:
         o = old.get((r["target"], r["sampler"]), {})
-        pairs = [(error(o), error(r), ".3f"), (o.get("modes_found"), r.get("modes_found"), ".2f"),
-                 (o.get("grads_per_chain"), r.get("grads_per_chain"), ".0f")]
+        pairs = zip(figures(o), figures(r), (".3f", ".2f", ".0f"))
         cells = [f"{_fmt(a, spec)} → {_fmt(b, spec)}" for a, b, spec in pairs]
         out.append(f"| `{r['target']}` | {_label(r['sampler'])} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

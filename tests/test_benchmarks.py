@@ -375,7 +375,8 @@ def test_committed_benchmark_page_is_what_the_results_generate(tmp_path):
 
 def test_a_followup_subset_run_is_shown_beside_the_full_run(tmp_path):
     """A ``SUITE_followup.json`` beside a suite's JSON adds a section that pairs each of
-    its runs with the full run's row (the full run's commit, then the later one's)."""
+    its runs whose figures changed with the full run's row (the full run's commit, then
+    the later one's) and counts the runs that gave the same figures."""
     from benchmarks.report import build
 
     settings = {"num_chains": 256, "num_warmup": 1000, "num_samples": 1000}
@@ -387,6 +388,10 @@ def test_a_followup_subset_run_is_shown_beside_the_full_run(tmp_path):
         "runs": [{**row, "tv": 0.0123, "modes_found": 1.0, "grads_per_chain": 6000.0}],
         "subset": True,
     }
+    unchanged = next(
+        r for r in full["runs"] if (r["target"], r["sampler"]) == ("gmm40_2d", "dilation_ensemble")
+    )
+    later["runs"].append(dict(unchanged))
     results = tmp_path / "results"
     results.mkdir()
     (results / "multimodal.json").write_text(json.dumps(full))
@@ -396,3 +401,5 @@ def test_a_followup_subset_run_is_shown_beside_the_full_run(tmp_path):
     assert "### Follow-up: a later commit on some targets" in page
     assert f"at commit fffffff (the full run above is {full['git']['commit'][:7]})" in page
     assert f"| `gmm40_2d@shift100` | DilationLangevin ensemble=True | {old['tv']:.3f} → 0.012 |" in page
+    assert "Of its 2 runs, 1 gave the full run's figures exactly" in page
+    assert "| `gmm40_2d` | DilationLangevin ensemble=True | " + f"{unchanged['tv']:.3f} →" not in page
