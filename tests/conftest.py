@@ -1,4 +1,9 @@
-"""Shared test helpers: Monte Carlo tolerances and small models."""
+"""Shared test helpers: Monte Carlo tolerances and small models.
+
+Importing it (pytest does, before any test module) switches XLA's CPU code
+generation to its classic emitters where the installed jaxlib has them
+(:func:`use_fast_compiling_emitters`).
+"""
 
 import os
 import subprocess
@@ -13,6 +18,58 @@ from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC
 
 from benchmarks.common import release_compiled_code
+
+#: XLA's classic CPU emitters.  jaxlib 0.10 compiles with its newer fusion emitters
+#: by default and still has these, which compile a sampler's program about twice
+#: as fast; jaxlib 0.12 has only the newer ones, and rejects the flag.
+FAST_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
+
+#: Set once the choice is made, so that pytest-xdist's workers (which inherit the
+#: environment) do not probe again.
+FAST_COMPILE_DECIDED = "NUMPYRO_DILATION_TESTS_XLA_EMITTERS_DECIDED"
+
+
+def use_fast_compiling_emitters() -> None:
+    """Add :data:`FAST_COMPILE_FLAG` to ``XLA_FLAGS`` where this jaxlib accepts it.
+
+    Most of a test's time is XLA compiling the sampler, not running it.  What the
+    tests check (the kernel's draws and warnings) does not depend on how XLA
+    emits machine code, but bitwise draws do: the pinned-draws test runs in an
+    interpreter with XLA's defaults, as a user's would
+    (:func:`default_code_generation_flags`).  An ``XLA_FLAGS`` that already
+    names ``xla_cpu_use_fusion_emitters`` is left as it is.  An unknown flag aborts
+    the process, so a child interpreter tries it first (about a second, once).
+    """
+    if os.environ.get(FAST_COMPILE_DECIDED):
+        return
+    os.environ[FAST_COMPILE_DECIDED] = "1"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_use_fusion_emitters" in flags:
+        return
+    candidate = f"{flags} {FAST_COMPILE_FLAG}".strip()
+    probe = subprocess.run(
+        [sys.executable, "-c", "import jax; jax.devices()"],
+        env={**os.environ, "XLA_FLAGS": candidate},
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    if probe.returncode == 0:
+        os.environ["XLA_FLAGS"] = candidate
+
+
+def default_code_generation_flags() -> str:
+    """This process's ``XLA_FLAGS`` with XLA's default CPU emitters, for a child interpreter.
+
+    Where :data:`FAST_COMPILE_FLAG` is in effect, it is replaced by its opposite, which
+    also tells :func:`run_python` not to add it back.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if FAST_COMPILE_FLAG not in flags.split():
+        return flags
+    kept = [f for f in flags.split() if f != FAST_COMPILE_FLAG]
+    return " ".join([*kept, "--xla_cpu_use_fusion_emitters=true"])
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +116,9 @@ def assert_sd_close(draws, true_sd, z=4.5, kurtosis=3.0):
     assert np.all(np.abs(ratio - 1) <= rel_tol), f"sd ratio {ratio} off by more than {rel_tol}"
 
 
+# before JAX starts its CPU backend (NORMAL_Y below is its first array)
+use_fast_compiling_emitters()
+
 #: The data set of the normal model that several test files run on (20 draws of N(3, 2)).
 NORMAL_Y = jnp.asarray(np.random.default_rng(0).normal(3.0, 2.0, size=20))
 
@@ -93,8 +153,17 @@ def run_python(code, env_extra=None, timeout=600):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env.update(env_extra or {})
+    fast = FAST_COMPILE_FLAG in os.environ.get("XLA_FLAGS", "").split()
+    if fast and "xla_cpu_use_fusion_emitters" not in env.get("XLA_FLAGS", ""):
+        # the child's own flags, compiled as this process compiles
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAG}".strip()
     result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if result.returncode != 0:
         pytest.fail(f"subprocess failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}")

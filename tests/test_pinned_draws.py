@@ -12,12 +12,15 @@ the draws regenerates the file with :func:`record` and says so in the changelog.
 XLA compiles for the host CPU, and different SIMD instruction sets (or another
 jax/jaxlib) round differently, after which accept/reject decisions diverge.  The
 bitwise comparison therefore runs where the recording's jax, jaxlib and SIMD
-flags match the host's; elsewhere the test is skipped with the reason.
+flags match the host's; elsewhere the test is skipped with the reason.  It
+records in an interpreter with XLA's default code generation, as a user's runs:
+the test run's own emitters (``conftest``) round differently.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -33,7 +36,7 @@ from numpyro.infer import MCMC
 
 from numpyro_dilation import DilationLangevin
 
-from .conftest import NORMAL_Y
+from .conftest import NORMAL_Y, default_code_generation_flags, run_python
 
 PINNED = Path(__file__).parent / "data" / "pinned_draws.npz"
 Y = NORMAL_Y
@@ -115,8 +118,27 @@ def host_fingerprint() -> dict:
     return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "simd": simd}
 
 
+def record_with_default_code_generation(folder: Path) -> dict[str, np.ndarray]:
+    """:func:`record` as a user's interpreter runs it: with XLA's default CPU code generation.
+
+    The test run may compile with other emitters (``conftest``), which round differently.
+    """
+    flags = default_code_generation_flags()
+    if flags == os.environ.get("XLA_FLAGS", ""):
+        return record()
+    path = folder / "draws.npz"
+    run_python(
+        "import numpy as np\n"
+        "from tests.test_pinned_draws import record\n"
+        f"np.savez({str(path)!r}, **record())\n",
+        env_extra={"XLA_FLAGS": flags},
+    )
+    with np.load(path) as draws:
+        return {k: draws[k] for k in draws.files}
+
+
 @pytest.mark.integration
-def test_same_seed_gives_the_pinned_draws_bitwise():
+def test_same_seed_gives_the_pinned_draws_bitwise(tmp_path):
     pinned = np.load(PINNED)
     meta = json.loads(str(pinned["__meta__"]))
     if meta != host_fingerprint():
@@ -124,7 +146,7 @@ def test_same_seed_gives_the_pinned_draws_bitwise():
             f"draws pinned with {meta}; this host is {host_fingerprint()}: XLA rounds"
             " differently, so a bitwise comparison says nothing here"
         )
-    got = record()
+    got = record_with_default_code_generation(tmp_path)
     expected = {k: pinned[k] for k in pinned.files if k != "__meta__"}
     assert set(got) == set(expected)
     for key, value in expected.items():
