@@ -19,14 +19,29 @@ from numpyro.infer import MCMC
 
 from benchmarks.common import release_compiled_code
 
+#: The XLA flag that chooses the CPU emitters, either way.
+EMITTERS_FLAG = "--xla_cpu_use_fusion_emitters"
+
 #: XLA's classic CPU emitters.  jaxlib 0.10 compiles with its newer fusion emitters
 #: by default and still has these, which compile a sampler's program about twice
 #: as fast; jaxlib 0.12 has only the newer ones, and rejects the flag.
-FAST_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
+FAST_COMPILE_FLAG = f"{EMITTERS_FLAG}=false"
 
 #: Set once the choice is made, so that pytest-xdist's workers (which inherit the
 #: environment) do not probe again.
 FAST_COMPILE_DECIDED = "NUMPYRO_DILATION_TESTS_XLA_EMITTERS_DECIDED"
+
+
+def with_fast_compile_flag(flags: str) -> str:
+    """``flags`` with :data:`FAST_COMPILE_FLAG` added, unless they choose the emitters either way."""
+    if EMITTERS_FLAG in flags:
+        return flags  # the user's own choice
+    return f"{flags} {FAST_COMPILE_FLAG}".strip()
+
+
+def fast_compile_in_effect() -> bool:
+    """Whether this process compiles with :data:`FAST_COMPILE_FLAG`."""
+    return FAST_COMPILE_FLAG in os.environ.get("XLA_FLAGS", "").split()
 
 
 def use_fast_compiling_emitters() -> None:
@@ -44,9 +59,9 @@ def use_fast_compiling_emitters() -> None:
         return
     os.environ[FAST_COMPILE_DECIDED] = "1"
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_use_fusion_emitters" in flags:
+    candidate = with_fast_compile_flag(flags)
+    if candidate == flags:
         return
-    candidate = f"{flags} {FAST_COMPILE_FLAG}".strip()
     probe = subprocess.run(
         [sys.executable, "-c", "import jax; jax.devices()"],
         env={**os.environ, "XLA_FLAGS": candidate},
@@ -65,10 +80,10 @@ def default_code_generation_flags() -> str:
     also tells :func:`run_python` not to add it back.
     """
     flags = os.environ.get("XLA_FLAGS", "")
-    if FAST_COMPILE_FLAG not in flags.split():
+    if not fast_compile_in_effect():
         return flags
     kept = [f for f in flags.split() if f != FAST_COMPILE_FLAG]
-    return " ".join([*kept, "--xla_cpu_use_fusion_emitters=true"])
+    return " ".join([*kept, f"{EMITTERS_FLAG}=true"])
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,10 +168,9 @@ def run_python(code, env_extra=None, timeout=600):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env.update(env_extra or {})
-    fast = FAST_COMPILE_FLAG in os.environ.get("XLA_FLAGS", "").split()
-    if fast and "xla_cpu_use_fusion_emitters" not in env.get("XLA_FLAGS", ""):
+    if fast_compile_in_effect():
         # the child's own flags, compiled as this process compiles
-        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAG}".strip()
+        env["XLA_FLAGS"] = with_fast_compile_flag(env.get("XLA_FLAGS", ""))
     result = subprocess.run(
         [sys.executable, "-c", code],
         env=env,
